@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import shlex
 import signal
 import sys
 import time
@@ -493,6 +494,8 @@ def main(args: Args) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+    with open(run_dir / "commands.txt", "a") as f:  # every start of this run, resumes included
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
     from torch.utils.tensorboard import SummaryWriter
 
     if args.track:

@@ -1,0 +1,155 @@
+"""Rebuild benchmark/RESULTS.md and the learning-curve PNGs from the committed run records.
+
+    python benchmark/report.py                                   # table + plots from benchmark/results/
+    python benchmark/report.py --collect runs/dqn_pong_s1 --name dqn_cnn --note "..."   # record a run first
+
+A run record is `benchmark/results/<name>/`: the run's progress.csv, eval.json, args.json,
+commands.txt and a meta.json (hardware, date, note) that `--collect` writes. `--collect` also copies the
+run's final weights to `benchmark/checkpoints/<name>.<pt|npz>` (they must be at most 8 MB), so the
+score can be checked with `python <script> --eval-checkpoint benchmark/checkpoints/<name>.<ext>`.
+Throughput comes from `benchmark/throughput.json` (made by `benchmark/throughput.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+RESULTS, PLOTS, CHECKPOINTS = BENCH / "results", BENCH / "plots", BENCH / "checkpoints"
+RUN_FILES = ["progress.csv", "eval.json", "args.json", "commands.txt"]
+MAX_WEIGHTS_BYTES = 8 * 1024 * 1024
+FRAMES_PER_AGENT_STEP = {"PongNoFrameskip-v4": 4, "ALE/Pong-v5": 4, "Pong-v4": 3.5}  # Pong-v4 skips 2-4 frames
+
+
+def collect(run_dir: Path, name: str, note: str) -> None:
+    from throughput import hardware
+
+    dest = RESULTS / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in RUN_FILES:
+        if (run_dir / f).exists():
+            shutil.copy(run_dir / f, dest / f)
+    weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()), None)
+    if weights is not None:
+        if weights.stat().st_size > MAX_WEIGHTS_BYTES:
+            raise SystemExit(f"{weights} is {weights.stat().st_size / 2**20:.1f} MB: over the 8 MB limit")
+        CHECKPOINTS.mkdir(exist_ok=True)
+        shutil.copy(weights, CHECKPOINTS / f"{name}{weights.suffix}")
+    meta = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note, "run_dir": str(run_dir),
+            "weights": f"benchmark/checkpoints/{name}{weights.suffix}" if weights else None}
+    (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"recorded {run_dir} as {dest}")
+
+
+def read_rows(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]} if rows else {}
+
+
+def mean_last(values: np.ndarray, window: int = 100) -> np.ndarray:
+    """Mean of the last `window` values at each point (fewer at the start)."""
+    csum = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(0, idx - window)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def plot(name: str, rows: dict[str, np.ndarray]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    curve = mean_last(rows["episodic_return"])
+    for ax, x, label in ((axes[0], rows["global_step"] / 1e6, "agent steps (millions)"),
+                         (axes[1], rows["wall_time_s"] / 3600, "wall time (hours)")):
+        ax.scatter(x, rows["episodic_return"], s=4, alpha=0.3, label="episode")
+        ax.plot(x, curve, color="C3", label="mean of last 100")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("episodic return (game score)")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(f"{name}: Pong, {len(curve)} episodes")
+    fig.tight_layout()
+    PLOTS.mkdir(exist_ok=True)
+    out = PLOTS / f"{name}.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def score_table() -> list[str]:
+    lines = ["| run | eval return (mean ± std, episodes) | final mean-100 train return | agent steps | frames | "
+             "wall time | SPS | hardware | command | date | note |", "|" + "---|" * 11]
+    for dest in sorted(p for p in RESULTS.glob("*") if (p / "progress.csv").exists()):
+        rows = read_rows(dest / "progress.csv")
+        meta = json.loads((dest / "meta.json").read_text())
+        args = json.loads((dest / "args.json").read_text())
+        ev = json.loads((dest / "eval.json").read_text()) if (dest / "eval.json").exists() else None
+        png = plot(dest.name, rows)
+        steps, wall = int(rows["global_step"][-1]), float(rows["wall_time_s"][-1])
+        frames = steps * FRAMES_PER_AGENT_STEP.get(args["env_id"], 4)
+        commands = (dest / "commands.txt").read_text().strip().splitlines()
+        command = "<br>".join(f"`{c.split(' ', 1)[1]}`" for c in commands)
+        score = f"{ev['mean']:.2f} ± {ev['std']:.2f} ({ev['episodes']})" if ev else "not evaluated"
+        lines.append(f"| [{dest.name}](plots/{png.name}) | {score} | {mean_last(rows['episodic_return'])[-1]:.2f} | "
+                     f"{steps:,} | {frames:,.0f} | {hours(wall)} | {steps / wall:.0f} | {meta['hardware']} | "
+                     f"{command} (seed {args['seed']}) | {meta['date']} | {meta['note']} |")
+    return lines
+
+
+def throughput_table() -> list[str]:
+    path = BENCH / "throughput.json"
+    if not path.exists():
+        return ["No throughput run recorded yet: `python benchmark/throughput.py`."]
+    data = json.loads(path.read_text())
+    cases, meta = data["cases"], data["meta"]
+    sb3 = cases.get("sb3_dqn", {}).get("sps")
+    lines = [f"Measured {meta['date']} on {meta['hardware']}, one case after another in one run, "
+             f"{meta['steps']:,} agent steps each, the first {meta['warmup_steps']:,} excluded.", "",
+             "| case | agent steps/s | vs SB3 DQN | what ran |", "|---|---|---|---|"]
+    for name, c in cases.items():
+        if "sps" not in c:
+            lines.append(f"| {name} | {'failed: ' + c.get('error', '')[:80] if 'error' in c else '-'} | | |")
+            continue
+        ratio = f"{c['sps'] / sb3:.2f}x" if sb3 else ""
+        lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {c.get('command', '')} |")
+    if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
+        ms = cases["dqn_breakdown"]["ms_per_agent_step"]
+        lines += ["", "Where dqn_cnn.py's time goes, ms per agent step (one env, one gradient step per 4 steps): " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + "."]
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--collect", type=Path, help="a run dir to record under benchmark/results/ first")
+    p.add_argument("--name", help="the record's name, with --collect")
+    p.add_argument("--note", default="", help="what a reader must know about the run, with --collect")
+    a = p.parse_args()
+    if a.collect:
+        collect(a.collect, a.name or a.collect.name, a.note)
+    intro = (BENCH / "RESULTS.intro.md").read_text() if (BENCH / "RESULTS.intro.md").exists() else ""
+    text = "\n".join([intro.rstrip(), "", "## Scores", "", *score_table(), "", "## Throughput", "",
+                      *throughput_table(), ""])
+    (BENCH / "RESULTS.md").write_text("<!-- made by `python benchmark/report.py`; edit RESULTS.intro.md -->\n" +
+                                      text.lstrip())
+    print(f"wrote {BENCH / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()

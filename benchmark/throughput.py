@@ -1,0 +1,195 @@
+"""Training throughput side by side, in one run: the env alone (the ceiling), each agent script's whole
+loop, and Stable-Baselines3's DQN at identical settings; plus where dqn_cnn.py's time goes.
+
+    python benchmark/throughput.py            # everything, ~20 minutes on 2 cores
+    python benchmark/throughput.py --only dqn_cnn sb3_dqn env
+
+Writes `benchmark/throughput.json`; `python benchmark/report.py` puts it into RESULTS.md. Run it on
+an otherwise idle machine: two jobs on two cores halve each other. SB3 lives in its own venv
+(`benchmark/.sb3-venv`, made here on first use), so it never becomes a dependency of the repository.
+Whole-loop SPS is steady state: agent steps per second between the first episode end after
+`--warmup-steps` and the last one, read from the run's progress.csv (start-up and compilation excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SB3_VENV = ROOT / "benchmark" / ".sb3-venv"
+SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "ale-py==0.12.1", "gymnasium==1.4.0",
+                "opencv-python-headless==5.0.0.93"]
+
+# name -> (script, flags). DQN cases share SB3's settings: train frequency 4, batch 32, 50k replay.
+DQN_SETTINGS = ["--learning-starts", "1000", "--train-frequency", "4", "--batch-size", "32", "--buffer-size", "50000"]
+CASES = {
+    "dqn_cnn": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1", "--no-compile"]),
+    "dqn_cnn_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1"]),
+    "dqn_cnn_4envs_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "4"]),
+    "pg_numpy": ("pg_numpy.py", []),
+    "ppo_mlp": ("ppo_mlp.py", []),
+    "ppo_ray_1worker": ("ppo_ray.py", ["--num-workers", "1"]),
+    "ppo_ray_2workers": ("ppo_ray.py", ["--num-workers", "2"]),
+}
+
+
+def hardware() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    return f"{os.cpu_count()} cores, {model}"
+
+
+def steady_sps(run_dir: Path, warmup_steps: int) -> dict:
+    with open(run_dir / "progress.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["global_step"]) >= warmup_steps]
+    if len(rows) < 2:
+        raise RuntimeError(f"{run_dir}: fewer than two episodes ended after step {warmup_steps}")
+    steps = int(rows[-1]["global_step"]) - int(rows[0]["global_step"])
+    seconds = float(rows[-1]["wall_time_s"]) - float(rows[0]["wall_time_s"])
+    return {"sps": steps / seconds, "steps": steps, "seconds": seconds}
+
+
+def script_sps(script: str, flags: list[str], steps: int, warmup_steps: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        cmd = [sys.executable, str(ROOT / script), "--total-timesteps", str(steps), "--eval-episodes", "1",
+               "--seed", "1", "--run-dir", str(run_dir), *flags]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{script} failed: {proc.stderr[-1500:]}")
+        return {**steady_sps(run_dir, warmup_steps), "command": " ".join(["python", script, *cmd[3:7], *flags])}
+
+
+def ensure_sb3_venv() -> Path:
+    python = SB3_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(SB3_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *SB3_PACKAGES], check=True)
+    return python
+
+
+def sb3_sps(steps: int, warmup_steps: int, num_envs: int) -> dict:
+    python = ensure_sb3_venv()
+    cmd = [str(python), str(ROOT / "benchmark" / "sb3_dqn.py"), "--total-timesteps", str(steps),
+           "--warmup-steps", str(warmup_steps), "--learning-starts", "1000", "--num-envs", str(num_envs),
+           "--buffer-size", "50000", "--train-frequency", "4", "--batch-size", "32"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"SB3 failed: {proc.stderr[-1500:]}")
+    version = subprocess.run([str(python), "-c", "import stable_baselines3; print(stable_baselines3.__version__)"],
+                             capture_output=True, text=True).stdout.strip()
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "command": f"stable-baselines3 {version} DQN, "
+            f"{num_envs} env(s), AtariWrapper + VecFrameStack(4), learning_starts 1000, train_freq 4, batch 32, "
+            "buffer 50000"}
+
+
+def env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
+    """Random actions in the DeepMind-preprocessed vector env that dqn_cnn.py trains on."""
+    sys.path.insert(0, str(ROOT))
+    import dqn_cnn
+
+    envs = dqn_cnn.make_env("PongNoFrameskip-v4", num_envs, 0)
+    rng = np.random.default_rng(0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        envs.step(rng.integers(0, 6, num_envs))
+        steps += num_envs
+    return {"sps": steps / (time.perf_counter() - start), "steps": steps,
+            "command": f"ale_py AtariVectorEnv, {num_envs} env(s), DeepMind preprocessing, random actions"}
+
+
+def dqn_breakdown(repeats: int = 200) -> dict:
+    """Milliseconds per agent step spent acting, stepping the env, sampling replay and learning (train freq 4, 1 env)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import dqn_cnn
+
+    envs = dqn_cnn.make_env("PongNoFrameskip-v4", 1, 0)
+    obs, _ = envs.reset(seed=0)
+    q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
+    optimizer = torch.optim.Adam(q.parameters(), lr=1e-4)
+    replay = dqn_cnn.FrameReplay(50_000, 1, 3, 0.99)
+    rng = np.random.default_rng(0)
+    first, prev_done = np.ones(1, bool), np.zeros(1, bool)
+    for _ in range(2000):
+        actions = rng.integers(0, 6, 1)
+        next_obs, reward, terminated, truncated, _ = envs.step(actions)
+        replay.add(obs[:, -1], first, ~prev_done, actions, reward, terminated, truncated)
+        first, prev_done, obs = prev_done.copy(), terminated | truncated, next_obs
+
+    def gradient_step(*batch):
+        loss, _ = dqn_cnn.td_loss(q, target, *batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def timed(fn, n):
+        for _ in range(5):
+            fn()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - start) / n * 1000
+
+    def act():
+        with torch.inference_mode():
+            q(torch.from_numpy(obs)).argmax(1)
+
+    batch = [torch.from_numpy(x) for x in replay.sample(32, rng)]
+    compiled = torch.compile(gradient_step)
+    ms = {"act": timed(act, repeats), "env": timed(lambda: envs.step(np.zeros(1, np.int64)), repeats),
+          "replay_sample": timed(lambda: replay.sample(32, rng), repeats) / 4,
+          "learn_eager": timed(lambda: gradient_step(*batch), repeats // 4) / 4,
+          "learn_compiled": timed(lambda: compiled(*batch), repeats // 4) / 4}
+    return {"ms_per_agent_step": ms, "note": "one env; learn and replay_sample are one gradient step / 4"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="*", help="cases to run: env, sb3_dqn, breakdown, " + ", ".join(CASES))
+    p.add_argument("--steps", type=int, default=25_000, help="agent steps of each whole-loop run")
+    p.add_argument("--warmup-steps", type=int, default=5_000, help="steps excluded from the timing")
+    p.add_argument("--out", default=str(ROOT / "benchmark" / "throughput.json"))
+    a = p.parse_args()
+    wanted = set(a.only or ["env", "breakdown", "sb3_dqn", *CASES])
+    out = Path(a.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["meta"] = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(), "steps": a.steps,
+                       "warmup_steps": a.warmup_steps, "python": platform.python_version()}
+    cases = results.setdefault("cases", {})
+
+    def record(name, fn):
+        print(f"{name} ...", flush=True)
+        try:
+            cases[name] = fn()
+        except (RuntimeError, FileNotFoundError) as e:
+            cases[name] = {"error": str(e)}
+        print(f"  {json.dumps(cases[name])[:300]}", flush=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
+    if "env" in wanted:
+        record("env_1", lambda: env_ceiling(1))
+        record("env_4", lambda: env_ceiling(4))
+    if "breakdown" in wanted:
+        record("dqn_breakdown", dqn_breakdown)
+    if "sb3_dqn" in wanted:
+        record("sb3_dqn", lambda: sb3_sps(a.steps, a.warmup_steps, 1))
+    for name, (script, flags) in CASES.items():
+        if name in wanted and (ROOT / script).exists():
+            record(name, lambda: script_sps(script, flags, a.steps, a.warmup_steps))
+
+
+if __name__ == "__main__":
+    main()

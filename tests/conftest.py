@@ -1,0 +1,118 @@
+"""Shared harness: which scripts exist, how to run one, and how to read what a run leaves behind.
+
+An agent script joins the contract tests by existing in the repository root. `SMOKE_FLAGS` holds
+the tiny budget that makes its smoke run finish in seconds on 2 CPU cores; a script missing there
+runs with `--total-timesteps 3000` alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the scripts are importable for tests of their pure functions
+SCRIPTS = sorted(p.name for p in ROOT.glob("*.py"))
+
+# Each budget lets at least one Pong episode end (a lost game is ~760 agent steps) and learning run.
+SMOKE_FLAGS = {
+    "dqn_cnn.py": ["--total-timesteps", "2400", "--num-envs", "2", "--buffer-size", "4000",
+                   "--learning-starts", "1000", "--no-compile", "--save-every", "1000"],
+    "pg_numpy.py": ["--total-timesteps", "3000", "--num-envs", "2", "--batch-episodes", "1",
+                    "--save-every", "1000"],
+    "ppo_mlp.py": ["--total-timesteps", "3000", "--num-envs", "2", "--num-steps", "128",
+                   "--save-every", "1000"],
+    "ppo_ray.py": ["--total-timesteps", "3072", "--num-workers", "1", "--num-envs", "2", "--num-steps", "256",
+                   "--save-every", "1000"],
+}
+EVAL_FLAGS = ["--eval-episodes", "1"]
+CSV_COLUMNS = ["global_step", "episode", "episodic_return", "episodic_length", "wall_time_s", "sps"]
+
+
+def uses_torch(script: str) -> bool:
+    return "import torch" in (ROOT / script).read_text()
+
+
+def checkpoint_name(script: str) -> str:
+    return "checkpoint.pt" if uses_torch(script) else "checkpoint.npz"
+
+
+def smoke_flags(script: str) -> list[str]:
+    return SMOKE_FLAGS.get(script, ["--total-timesteps", "3000"]) + EVAL_FLAGS
+
+
+def script_env() -> dict:
+    # One OpenMP thread per run: two runs (or a run beside other work) on 2 cores with 2 spinning threads
+    # each slow down tenfold; tiny smoke batches gain nothing from a second thread.
+    return {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run_script(script_path: Path, *flags: str, cwd: Path | None = None, timeout: float = 600):
+    """Run an agent script as a user would; returns the CompletedProcess (text output)."""
+    env = script_env()
+    return subprocess.run([sys.executable, str(script_path), *flags], cwd=cwd or script_path.parent, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_script(script_path: Path, *flags: str, cwd: Path) -> subprocess.Popen:
+    env = script_env()
+    return subprocess.Popen([sys.executable, str(script_path), *flags], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def copy_alone(script: str, folder: Path) -> Path:
+    """The script copied into an empty folder, with nothing else of this repository beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(ROOT / script, folder / script))
+
+
+def read_progress(run_dir: Path) -> list[dict]:
+    with open(run_dir / "progress.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames[:len(CSV_COLUMNS)] == CSV_COLUMNS, reader.fieldnames
+        return list(reader)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The agent step a checkpoint was written at, for .pt and .npz alike."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return int(data["global_step"])
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def tensorboard_tags(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in run_dir.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """One smoke run per script, made from a copy of the script alone in an empty folder; run lazily, reused."""
+    done: dict[str, tuple[subprocess.CompletedProcess, Path]] = {}
+
+    def get(script: str):
+        if script not in done:
+            folder = tmp_path_factory.mktemp(script.removesuffix(".py") + "-alone")
+            copied = copy_alone(script, folder)
+            run_dir = folder / "runs" / "smoke"
+            proc = run_script(copied, *smoke_flags(script), "--run-dir", str(run_dir), cwd=folder)
+            done[script] = (proc, run_dir)
+        return done[script]
+
+    return get

@@ -1,0 +1,170 @@
+"""The script contract of CONVENTIONS.md, checked for every agent script in the repository root."""
+
+from __future__ import annotations
+
+import ast
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (ROOT, SCRIPTS, checkpoint_name, checkpoint_step, copy_alone, read_progress, run_script,
+                      smoke_flags, start_script, tensorboard_tags, uses_torch)
+
+COMMON_FLAGS = ["--exp-name", "--seed", "--env-id", "--total-timesteps", "--capture-video", "--track",
+                "--save-every", "--resume", "--eval-checkpoint", "--eval-episodes", "--run-dir"]
+TORCH_FLAGS = ["--cuda", "--no-cuda", "--torch-deterministic"]
+REPO_MODULES = {Path(s).stem for s in SCRIPTS} | {"tests", "benchmark", "conftest"}
+
+pytestmark = pytest.mark.parametrize("script", SCRIPTS)
+
+
+def assert_one_line_error(proc, flag: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert flag in lines[0], lines[0]
+
+
+def test_help_lists_the_common_flags(script):
+    proc = run_script(ROOT / script, "--help")
+    assert proc.returncode == 0, proc.stderr
+    wanted = COMMON_FLAGS + (TORCH_FLAGS if uses_torch(script) else [])
+    missing = [flag for flag in wanted if flag not in proc.stdout]
+    assert not missing, f"{script} --help lacks {missing}"
+
+
+def test_imports_nothing_of_this_repository(script):
+    tree = ast.parse((ROOT / script).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert not imported & REPO_MODULES, imported & REPO_MODULES
+
+
+def test_smoke_run_copied_alone_writes_the_contract_outputs(script, smoke_runs):
+    proc, run_dir = smoke_runs(script)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = read_progress(run_dir)
+    assert rows, "no episode finished in the smoke run"
+    steps = [int(r["global_step"]) for r in rows]
+    assert steps == sorted(steps) and [int(r["episode"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert all(-21 <= float(r["episodic_return"]) <= 21 for r in rows)  # true Pong scores, not clipped sums
+    tags = tensorboard_tags(run_dir)
+    assert {"charts/episodic_return", "charts/episodic_length", "charts/SPS"} <= tags, tags
+    assert any(t.startswith("losses/") for t in tags), tags
+    assert checkpoint_step(run_dir / checkpoint_name(script)) >= int(smoke_flags(script)[1])
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["episodes"] == 1 and {"mean", "std", "min", "max", "checkpoint"} <= set(report)
+    assert -21 <= report["min"] <= report["mean"] <= report["max"] <= 21
+
+
+def test_resume_continues_from_the_step_it_stopped_at(script, smoke_runs):
+    proc, run_dir = smoke_runs(script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = run_dir / checkpoint_name(script)
+    stopped_at = checkpoint_step(ckpt)
+    rows_before = read_progress(run_dir)
+    more = str(stopped_at + 1500)
+    flags = [f for f in smoke_flags(script)]
+    flags[1] = more
+    copied = run_dir.parent.parent / script
+    resumed = run_script(copied, *flags, "--resume", str(run_dir), cwd=copied.parent)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert checkpoint_step(ckpt) >= int(more)
+    rows_after = read_progress(run_dir)
+    assert rows_after[:len(rows_before)] == rows_before, "resume rewrote the existing curve"
+    new = rows_after[len(rows_before):]
+    assert all(int(r["global_step"]) > stopped_at for r in new)
+    assert all(int(r["episode"]) > len(rows_before) for r in new)
+
+
+def test_eval_checkpoint_plays_and_reports(script, smoke_runs, tmp_path):
+    proc, run_dir = smoke_runs(script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "eval"
+    result = run_script(ROOT / script, "--eval-checkpoint", str(run_dir / checkpoint_name(script)),
+                        "--eval-episodes", "2", "--run-dir", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "eval.json").read_text())
+    assert report["episodes"] == 2 and len(report["returns"]) == 2
+    assert not (out / checkpoint_name(script)).exists(), "evaluation must not train"
+
+
+@pytest.mark.parametrize("flags, flag", [
+    (["--total-timesteps", "0"], "--total-timesteps"),
+    (["--total-timesteps", "-5"], "--total-timesteps"),
+    (["--env-id", "NotAGame-v9"], "--env-id"),
+    (["--eval-episodes", "0"], "--eval-episodes"),
+    (["--eval-checkpoint", "does/not/exist.pt"], "--eval-checkpoint"),
+    (["--resume", "does/not/exist"], "--resume"),
+])
+def test_bad_input_is_one_line_and_exit_2(script, flags, flag, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_script(ROOT / script, *flags, "--run-dir", str(run_dir), timeout=120)
+    assert_one_line_error(proc, flag)
+    assert not run_dir.exists(), "a rejected command left a run dir behind"
+
+
+def write_foreign_checkpoint(path: Path) -> None:
+    """A well-formed checkpoint in this script's format that another script wrote."""
+    if path.suffix == ".npz":
+        import numpy as np
+
+        np.savez(path, script=np.array("dqn_cnn"), global_step=np.array(100))
+    else:
+        import torch
+
+        torch.save({"script": "pg_numpy", "global_step": 100, "model": {}}, path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "other_script"])
+def test_resume_rejects_a_damaged_or_foreign_checkpoint(script, damage, smoke_runs, tmp_path):
+    proc, run_dir = smoke_runs(script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name = checkpoint_name(script)
+    bad = tmp_path / name
+    if damage == "truncated":
+        data = (run_dir / name).read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        bad.write_bytes(b"not a checkpoint at all\n" * 100)
+    elif damage == "foreign":
+        write_foreign_checkpoint(bad)
+    else:
+        others = [s for s in SCRIPTS if s != script]
+        if not others:
+            pytest.skip("no other script in the repository to take a checkpoint from")
+        other_proc, other_dir = smoke_runs(others[0])
+        assert other_proc.returncode == 0, other_proc.stderr[-3000:]
+        bad = other_dir / checkpoint_name(others[0])
+    result = run_script(ROOT / script, *smoke_flags(script), "--resume", str(bad), timeout=120)
+    assert_one_line_error(result, "--resume")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_run_leaves_a_resumable_checkpoint(script, signum, code, tmp_path):
+    folder = tmp_path / "alone"
+    copied = copy_alone(script, folder)
+    run_dir = folder / "run"
+    flags = smoke_flags(script)
+    flags[1] = "10000000"  # far more than it gets to play before the signal
+    proc = start_script(copied, *flags, "--run-dir", str(run_dir), cwd=folder)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "progress.csv").exists():
+        time.sleep(0.5)
+    time.sleep(3)  # into the training loop
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, (proc.returncode, stderr[-3000:])
+    assert "--resume" in stderr, stderr
+    ckpt = run_dir / checkpoint_name(script)
+    step = checkpoint_step(ckpt)
+    assert step > 0
+    flags[1] = str(step + 500)
+    resumed = run_script(copied, *flags, "--resume", str(run_dir), cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert checkpoint_step(ckpt) >= step + 500

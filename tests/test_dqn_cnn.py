@@ -1,0 +1,144 @@
+"""dqn_cnn.py: the replay's stacks and n-step targets, the TD loss, the target network, preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dqn_cnn
+from conftest import ROOT, run_script
+
+
+def fill_with_random_pong(replay: dqn_cnn.FrameReplay, steps: int, num_envs: int, seed: int = 0):
+    """Play random Pong into the replay; returns the true stacked observations, per (row, env)."""
+    envs = dqn_cnn.make_env("PongNoFrameskip-v4", num_envs, seed)
+    obs, _ = envs.reset(seed=seed)
+    stacks = np.zeros((steps, num_envs, 4, 84, 84), np.uint8)
+    first, prev_done = np.ones(num_envs, bool), np.zeros(num_envs, bool)
+    rng = np.random.default_rng(seed)
+    for t in range(steps):
+        stacks[t] = obs
+        actions = rng.integers(0, 6, num_envs)
+        next_obs, reward, terminated, truncated, _ = envs.step(actions)
+        replay.add(obs[:, -1], first, ~prev_done, actions, reward, terminated, truncated)
+        first, prev_done, obs = prev_done.copy(), terminated | truncated, next_obs
+    envs.close()
+    return stacks
+
+
+@pytest.fixture(scope="module")
+def pong_replay():
+    replay = dqn_cnn.FrameReplay(capacity=3 * 2500, num_envs=3, n_step=3, gamma=0.99)
+    stacks = fill_with_random_pong(replay, 2500, 3)
+    assert replay.first.sum() > 3, "the fixture needs episode boundaries inside the buffer"
+    return replay, stacks
+
+
+def test_env_gives_84x84_uint8_stacks_with_zeros_before_the_first_frame():
+    envs = dqn_cnn.make_env("PongNoFrameskip-v4", 2, 0)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    assert (obs[:, :3] == 0).all() and obs[:, 3].max() > 0
+    envs.close()
+
+
+def test_sampled_states_equal_the_stacks_the_env_produced(pong_replay):
+    replay, stacks = pong_replay
+    rows, envs = replay.sample_rows(4000, np.random.default_rng(1))
+    obs, actions, _, _, _ = replay.batch(rows, envs)
+    assert obs.dtype == np.uint8 and obs.shape == (4000, 4, 84, 84)
+    np.testing.assert_array_equal(obs, stacks[rows, envs])
+    np.testing.assert_array_equal(actions, replay.actions[rows, envs])
+    starts = replay.first[rows, envs] | replay.first[rows - 1, envs]
+    assert starts.any(), "no sampled state straddles an episode start"
+
+
+def test_nstep_returns_and_next_states_against_a_step_by_step_walk(pong_replay):
+    replay, stacks = pong_replay
+    rows, envs = replay.sample_rows(3000, np.random.default_rng(2))
+    _, _, returns, discount, next_obs = replay.batch(rows, envs)
+    for i, (t, e) in enumerate(zip(rows, envs)):
+        g, d, k = 0.0, 1.0, 0
+        while k < replay.n_step:
+            g += d * np.sign(replay.rewards[t + k, e])
+            d *= replay.gamma
+            k += 1
+            if replay.episode_end[t + k - 1, e]:
+                d = 0.0 if replay.terminated[t + k - 1, e] else d
+                break
+        assert returns[i] == pytest.approx(g, abs=1e-6) and discount[i] == pytest.approx(d, abs=1e-7)
+        np.testing.assert_array_equal(next_obs[i], stacks[t + k, e])
+    assert (discount == 0).any() and (returns != 0).any(), "the sample missed game ends or points"
+
+
+def test_nstep_return_by_hand_on_a_tiny_stream():
+    replay = dqn_cnn.FrameReplay(capacity=12, num_envs=1, n_step=3, gamma=0.5, frame_shape=(1, 1))
+    # rewards  0  1  0  -1(end) | reset-step  0  2(clipped to 1) 0 0 ...
+    stream = [(0, False), (1, False), (0, False), (-1, True), (0, False), (0, False), (2, False),
+              (0, False), (0, False), (0, False), (0, False), (0, False)]
+    acted = [True, True, True, True, False, True, True, True, True, True, True, True]
+    first = [True, False, False, False, False, True, False, False, False, False, False, False]
+    for t, ((r, term), a, f) in enumerate(zip(stream, acted, first)):
+        replay.add(np.full((1, 1, 1), t, np.uint8), np.array([f]), np.array([a]), np.array([0]),
+                   np.array([r], np.float32), np.array([term]), np.array([False]))
+    _, _, returns, discount, next_obs = replay.batch(np.array([0, 1, 2, 3, 5]), np.zeros(5, np.int64))
+    # row 0: 0 + .5*1 + .25*0, bootstrap .125 from row 3; row 1: 1 + 0 + .25*(-1), game over
+    # row 2: 0 + .5*(-1), game over; row 3: -1, game over; row 5: 0 + .5*1 + 0, bootstrap .125 from row 8
+    np.testing.assert_allclose(returns, [0.5, 0.75, -0.5, -1.0, 0.5])
+    np.testing.assert_allclose(discount, [0.125, 0.0, 0.0, 0.0, 0.125])
+    assert next_obs[:, -1, 0, 0].tolist() == [3, 4, 4, 4, 8]
+    # row 8's stack reaches back to row 5, the episode's first frame, and no further
+    assert next_obs[4, :, 0, 0].tolist() == [5, 6, 7, 8]
+    assert next_obs[3, :, 0, 0].tolist() == [1, 2, 3, 4]
+
+
+def test_td_loss_matches_the_formula_and_leaves_the_target_network_untouched():
+    torch.manual_seed(0)
+    q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    next_obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    actions = torch.randint(0, 6, (8,))
+    returns, discount = torch.randn(8), torch.rand(8)
+    loss, _ = dqn_cnn.td_loss(q, target, obs, actions, returns, discount, next_obs)
+    with torch.no_grad():
+        expected_target = returns + discount * target(next_obs).max(1).values
+        expected = ((q(obs)[torch.arange(8), actions] - expected_target) ** 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is None for p in target.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in q.parameters())
+
+
+def test_epsilon_falls_linearly_then_holds():
+    assert dqn_cnn.linear_schedule(1.0, 0.01, 100, 0) == 1.0
+    assert dqn_cnn.linear_schedule(1.0, 0.01, 100, 50) == pytest.approx(0.505)
+    assert dqn_cnn.linear_schedule(1.0, 0.01, 100, 100) == pytest.approx(0.01)
+    assert dqn_cnn.linear_schedule(1.0, 0.01, 100, 10_000) == pytest.approx(0.01)
+
+
+def test_same_seed_gives_the_same_weights_after_the_first_updates(tmp_path):
+    losses = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        proc = run_script(ROOT / "dqn_cnn.py", "--total-timesteps", "1200", "--num-envs", "2", "--buffer-size",
+                          "2000", "--learning-starts", "1000", "--no-compile", "--eval-episodes", "1",
+                          "--run-dir", str(run_dir), "--no-cuda")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+        losses.append(torch.cat([p.flatten() for p in ckpt["model"].values()]))
+    assert torch.equal(losses[0], losses[1])
+
+
+@pytest.mark.parametrize("flags, flag", [
+    (["--learning-starts", "16", "--batch-size", "32"], "--learning-starts"),
+    (["--exploration-fraction", "1.5"], "--exploration-fraction"),
+    (["--batch-size", "100000"], "--batch-size"),
+    (["--gamma", "1.5"], "--gamma"),
+    (["--num-envs", "0"], "--num-envs"),
+])
+def test_nonsense_values_are_rejected_with_one_line(flags, flag, tmp_path):
+    proc = run_script(ROOT / "dqn_cnn.py", *flags, "--run-dir", str(tmp_path / "run"), timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and flag in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists()

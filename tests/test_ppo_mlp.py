@@ -1,0 +1,268 @@
+"""Algorithm tests of ppo_mlp.py on its pure pieces: preprocessing, the sparse first layer, GAE and the
+seed's point returns against hand-computed values, the clipped surrogate against its formula, the
+first ratio of an update, determinism, and the script's own bad-input lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_script
+
+spec = importlib.util.spec_from_file_location("ppo_mlp", ROOT / "ppo_mlp.py")
+ppo = sys.modules["ppo_mlp"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+spec.loader.exec_module(ppo)
+
+
+def sparse_frames(n: int, inputs: int = 6400, nonzero: int = 30, seed: int = 0) -> torch.Tensor:
+    """Random difference frames: `nonzero` pixels of +-1 per row, and one all-zero row (nothing moved)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, inputs, dtype=torch.int8)
+    cols = torch.randint(0, inputs, (n, nonzero), generator=g)
+    x.scatter_(1, cols, (torch.randint(0, 2, (n, nonzero), generator=g) * 2 - 1).to(torch.int8))
+    x[n // 2] = 0
+    return x
+
+
+# ---------------------------------------------------------------------------- preprocessing
+def test_preprocess_crops_downsamples_erases_background_and_binarizes():
+    screens = np.full((2, 210, 160), ppo.BACKGROUND_GRAY, np.uint8)
+    screens[0, 35, 0] = 236  # top-left of the crop: kept
+    screens[0, 36, 0] = 236  # odd row: dropped by the downsampling
+    screens[0, 193, 158] = 147  # bottom-right kept pixel (row 193, column 158): the court's last row
+    screens[0, 195, 10] = 236  # the bottom wall, below the crop
+    screens[1, 20, 50] = 148  # the score, above the crop
+    out = ppo.preprocess(screens)
+    assert out.shape == (2, 6400) and out.dtype == np.int8
+    image = out.reshape(2, 80, 80)
+    assert image[0, 0, 0] == 1 and image[0, 79, 79] == 1 and image[0].sum() == 2
+    assert image[1].sum() == 0
+    assert ppo.preprocess(screens, crop_bottom=185).shape == (2, 6000)  # the seed's 75x80
+    assert ppo.num_inputs(195) == 6400 and ppo.num_inputs(185) == 6000
+
+
+def test_preprocess_of_the_red_channel_matches_the_grayscale_screen():
+    """The vector env's gray screens (training) and the red channel of RGB screens (the video) give the same
+    binary images: gray 87 is red 144, and no other colour of Pong's court is either."""
+    import ale_py
+
+    def pong(grayscale: bool):
+        return ale_py.vector_env.AtariVectorEnv(
+            game="pong", num_envs=2, frameskip=4, stack_num=1, img_height=210, img_width=160, grayscale=grayscale,
+            maxpool=False, noop_max=30, use_fire_reset=True, reward_clipping=False, autoreset_mode="NextStep")
+
+    gray_env, rgb_env = pong(True), pong(False)
+    gray, _ = gray_env.reset(seed=3)
+    rgb, _ = rgb_env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = ppo.preprocess(gray[:, 0])
+        assert np.array_equal(a, ppo.preprocess(rgb[:, 0, ..., 0], background=ppo.BACKGROUND_RED))
+        assert set(np.unique(a)) <= {0, 1} and 0 < a.sum(1).max() < 100  # paddles and ball only: sparse
+        actions = ppo.UP_DOWN[rng.integers(0, 2, 2)]
+        gray, *_ = gray_env.step(actions)
+        rgb, *_ = rgb_env.step(actions)
+    gray_env.close()
+    rgb_env.close()
+
+
+def test_difference_frames_first_image_stands_alone_then_differences():
+    frames = ppo.DifferenceFrames(2, 195)
+    a = np.full((2, 210, 160), ppo.BACKGROUND_GRAY, np.uint8)
+    a[:, 35, 0] = 236
+    b = np.full((2, 210, 160), ppo.BACKGROUND_GRAY, np.uint8)
+    b[:, 37, 0] = 236
+    first = frames(a, np.ones(2, bool)).clone()
+    assert first[:, 0].tolist() == [1, 1] and first.sum() == 2
+    second = frames(b, np.array([False, True])).clone()  # env 1 starts a new episode with screen b
+    assert second[0, 0] == -1 and second[0, 80] == 1 and second[0].abs().sum() == 2
+    assert second[1, 0] == 0 and second[1, 80] == 1 and second[1].abs().sum() == 1
+    assert second.dtype == torch.int8
+
+
+# ---------------------------------------------------------------------------- model
+def test_sparse_first_layer_is_the_dense_linear_layer():
+    torch.manual_seed(0)
+    agent = ppo.Agent(6400)
+    x = sparse_frames(16)
+    dense = torch.relu(x.float() @ agent.w1 + agent.b1)
+    torch.testing.assert_close(agent.hidden(x), dense, rtol=1e-5, atol=1e-6)
+    logits, values = agent(x)
+    assert logits.shape == (16, 2) and values.shape == (16,)
+    # the gradient reaches exactly the rows of the pixels that were non-zero in the batch
+    agent(x[:1])[0].sum().backward()
+    touched = agent.w1.grad.abs().sum(1) > 0
+    assert set(touched.nonzero().squeeze(1).tolist()) <= set(x[0].nonzero().squeeze(1).tolist())
+
+
+# ---------------------------------------------------------------------------- returns and advantages
+def test_gae_by_hand_with_an_episode_end_in_the_middle():
+    """gamma 0.9, lambda 0.5. Env 0's episode terminates at t=1, env 1's is truncated there; t=2 is the
+    NextStep reset step, whose value is the final frame's."""
+    rewards = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    values = torch.tensor([[0.5, 0.5], [0.4, 0.4], [0.3, 0.3], [0.2, 0.2]])
+    next_value = torch.tensor([0.1, 0.1])
+    terminated = torch.tensor([[False, False], [True, False], [False, False], [False, False]])
+    dones = torch.tensor([[False, False], [True, True], [False, False], [False, False]])
+    adv, ret = ppo.compute_gae(rewards, values, next_value, terminated, dones, 0.9, 0.5)
+    # t=3: 0 + .9*.1 - .2 = -.11 ; t=2: 0 + .9*.2 - .3 + .45*(-.11) = -.1695
+    # env 0, t=1: 1 - .4 = .6 (nothing after the end) ; t=0: .9*.4 - .5 + .45*.6 = .13
+    # env 1, t=1: 1 + .9*.3 - .4 = .87 (bootstrap the final frame) ; t=0: -.14 + .45*.87 = .2515
+    expected = torch.tensor([[0.13, 0.2515], [0.6, 0.87], [-0.1695, -0.1695], [-0.11, -0.11]])
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected + values)
+
+
+def test_gae_with_lambda_one_and_no_end_is_the_discounted_return_minus_the_value():
+    rewards = torch.tensor([[1.0], [0.0], [2.0]])
+    values = torch.tensor([[0.3], [0.2], [0.1]])
+    none = torch.zeros(3, 1, dtype=torch.bool)
+    adv, ret = ppo.compute_gae(rewards, values, torch.tensor([5.0]), none, none, 0.5, 1.0)
+    # return at t=0: 1 + .5*0 + .25*2 + .125*5 = 2.125 ; t=1: 0 + .5*2 + .25*5 = 2.25 ; t=2: 2 + .5*5 = 4.5
+    torch.testing.assert_close(ret, torch.tensor([[2.125], [2.25], [4.5]]))
+    torch.testing.assert_close(adv, ret - values)
+
+
+def test_point_returns_by_hand_reset_at_points_and_episode_ends():
+    """gamma 0.5. Env 0: points at t=2 (+1) and t=4 (-1); t=5, 6 have no point after them yet.
+    Env 1: no reward, its episode is truncated at t=3."""
+    rewards = torch.tensor([[0.0, 0], [0, 0], [1, 0], [0, 0], [-1, 0], [0, 0], [0, 0]])
+    dones = torch.zeros(7, 2, dtype=torch.bool)
+    dones[3, 1] = True
+    returns, known = ppo.point_returns(rewards, dones, 0.5)
+    torch.testing.assert_close(returns[:, 0], torch.tensor([0.25, 0.5, 1.0, -0.5, -1.0, 0.0, 0.0]))
+    assert known[:, 0].tolist() == [True] * 5 + [False] * 2
+    torch.testing.assert_close(returns[:, 1], torch.zeros(7))
+    assert known[:, 1].tolist() == [True] * 4 + [False] * 3
+
+
+def test_point_returns_match_the_seed_loop():
+    rng = np.random.default_rng(0)
+    r = rng.choice([-1.0, 0.0, 0.0, 0.0, 0.0, 1.0], size=200)
+    r[-1] = 1.0  # every step known
+    R, seed = 0.0, []
+    for x in r[::-1]:  # the seed's loop, verbatim
+        if x != 0:
+            R = 0
+        R = x + 0.99 * R
+        seed.insert(0, R)
+    returns, known = ppo.point_returns(torch.tensor(r, dtype=torch.float32)[:, None],
+                                       torch.zeros(200, 1, dtype=torch.bool), 0.99)
+    assert known.all()
+    torch.testing.assert_close(returns[:, 0], torch.tensor(seed, dtype=torch.float32))
+
+
+# ---------------------------------------------------------------------------- losses
+def test_clipped_surrogate_against_the_formula_both_signs_inside_and_outside_the_clip():
+    eps = 0.1
+    ratio = torch.tensor([1.05, 1.5, 0.5, 0.95, 1.5, 0.5, 1.0, 1.1])
+    adv = torch.tensor([2.0, 2.0, 2.0, -1.0, -1.0, -1.0, 3.0, -2.0])
+    # A > 0: inside -> -rA; above 1+eps -> clipped -(1+eps)A; below -> unclipped -rA (min takes it)
+    # A < 0: inside -> -rA; above -> unclipped -rA; below 1-eps -> clipped -(1-eps)A
+    by_hand = torch.tensor([-2.1, -2.2, -1.0, 0.95, 1.5, 0.9, -3.0, 2.2])
+    got = ppo.clipped_surrogate(ratio, adv, eps)
+    torch.testing.assert_close(got, by_hand)
+    direct = torch.tensor([-min(r * a, min(max(r, 1 - eps), 1 + eps) * a) for r, a in zip(ratio.tolist(), adv.tolist())])
+    torch.testing.assert_close(got, direct)
+
+
+def test_clipped_surrogate_has_no_gradient_where_the_clip_is_active():
+    ratio = torch.tensor([1.5, 0.5, 1.5, 0.5, 1.05], requires_grad=True)
+    adv = torch.tensor([2.0, -1.0, -1.0, 2.0, 2.0])
+    ppo.clipped_surrogate(ratio, adv, 0.1).sum().backward()
+    # clipped (A>0 above, A<0 below): 0 ; the pessimistic unclipped side and inside: -A
+    torch.testing.assert_close(ratio.grad, torch.tensor([0.0, 0.0, 1.0, -2.0, -2.0]))
+
+
+def rollout_batch(agent, steps: int = 16, envs: int = 8, seed: int = 0) -> dict:
+    """A fake rollout made the way the training loop makes one: `act` on `envs` frames at a time."""
+    torch.manual_seed(seed)
+    obs = sparse_frames(steps * envs, seed=seed).reshape(steps, envs, -1)
+    acts, logps, vals = zip(*(ppo.act(agent, obs[t]) for t in range(steps)))
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": obs.reshape(steps * envs, -1), "actions": torch.stack(acts).reshape(-1),
+            "logprobs": torch.stack(logps).reshape(-1), "values": torch.stack(vals).reshape(-1),
+            "advantages": torch.randn(steps * envs, generator=g), "returns": torch.randn(steps * envs, generator=g)}
+
+
+def test_ratio_is_exactly_one_on_the_first_minibatch_of_the_first_epoch(monkeypatch):
+    torch.manual_seed(0)
+    agent = ppo.Agent(6400)
+    batch = rollout_batch(agent)
+    args = ppo.Args(num_envs=8, num_steps=16, num_minibatches=4, update_epochs=2)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-3)
+    ratios = []
+    real_loss = ppo.ppo_loss
+
+    def recording_loss(agent, mb, args):
+        loss, stats = real_loss(agent, mb, args)
+        ratios.append(stats["ratio"].clone())
+        return loss, stats
+
+    monkeypatch.setattr(ppo, "ppo_loss", recording_loss)
+    stats = ppo.ppo_update(agent, optimizer, batch, torch.ones(128, dtype=torch.bool), args)
+    assert len(ratios) == 8 and all(len(r) == 32 for r in ratios)
+    assert torch.equal(ratios[0], torch.ones(32)), ratios[0]
+    assert not torch.equal(ratios[-1], torch.ones(32))  # the updates moved the policy
+    assert set(stats) == {"policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac"}
+
+
+def test_update_leaves_out_the_rows_it_is_told_to():
+    """Reset steps (and unknown point returns) may hold anything: they must not reach the loss."""
+    torch.manual_seed(0)
+    agent = ppo.Agent(6400)
+    batch = rollout_batch(agent)
+    use = torch.ones(128, dtype=torch.bool)
+    use[::7] = False
+    batch["advantages"][~use] = math.nan
+    batch["returns"][~use] = math.nan
+    args = ppo.Args(num_envs=8, num_steps=16)
+    stats = ppo.ppo_update(agent, torch.optim.Adam(agent.parameters(), lr=1e-3), batch, use, args)
+    assert all(math.isfinite(v) for v in stats.values()), stats
+    assert all(torch.isfinite(p).all() for p in agent.parameters())
+
+
+@pytest.mark.parametrize("advantages", ["gae", "point-returns"])
+def test_same_seed_gives_the_same_first_losses(advantages):
+    def first_losses(seed: int) -> dict:
+        torch.manual_seed(seed)
+        agent = ppo.Agent(6400)
+        batch = rollout_batch(agent, seed=seed)
+        args = ppo.Args(num_envs=8, num_steps=16, advantages=advantages)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5, fused=True)
+        return ppo.ppo_update(agent, optimizer, batch, torch.ones(128, dtype=torch.bool), args)
+
+    a, b, c = first_losses(1), first_losses(1), first_losses(2)
+    assert a == b
+    assert a != c
+    assert (a["value_loss"] == 0) == (advantages == "point-returns")
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("flags, flag", [
+    (["--num-envs", "0"], "--num-envs"),
+    (["--num-minibatches", "3"], "--num-minibatches"),  # 8 x 128 = 1024 is not a multiple of 3
+    (["--clip-coef", "0"], "--clip-coef"),
+    (["--update-epochs", "0"], "--update-epochs"),
+    (["--env-id", "ALE/Breakout-v5"], "--env-id"),
+])
+def test_bad_input_is_one_line_and_exit_2(flags, flag, tmp_path):
+    proc = run_script(ROOT / "ppo_mlp.py", *flags, "--run-dir", str(tmp_path / "run"), timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and flag in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_checkpoint_rejects_a_dqn_checkpoint(tmp_path):
+    dqn = tmp_path / "checkpoint.pt"
+    torch.save({"script": "dqn_cnn", "global_step": 100, "model": {}}, dqn)
+    proc = run_script(ROOT / "ppo_mlp.py", "--eval-checkpoint", str(dqn), "--run-dir", str(tmp_path / "run"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "--eval-checkpoint" in lines[0], proc.stderr
+    assert "dqn_cnn" in lines[0]
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,402 @@
+"""ppo_ray.py: its math on pure functions (no Ray), then runs on a local Ray, on a cluster the test starts,
+with a worker killed mid-run, and with a terminal-style Ctrl-C; every run must leave no Ray process behind."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, copy_alone, read_progress, smoke_flags
+
+SCRIPT = ROOT / "ppo_ray.py"
+RAY_BIN = Path(sys.executable).parent / "ray"
+RUN = ["--num-envs", "1", "--num-steps", "256", "--eval-episodes", "1"]  # rounds of 256 steps per worker
+
+
+@pytest.fixture(scope="module")
+def pr():
+    spec = importlib.util.spec_from_file_location("ppo_ray_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------- pure functions
+def seed_preprocess(img: np.ndarray) -> np.ndarray:
+    """The seed's per-frame preprocessing (002), with np.float fixed."""
+    img = img[35:195]
+    img = img[::2, ::2, 0].copy()
+    img[img == 144] = 0
+    img[img == 109] = 0
+    img[img != 0] = 1
+    return img.astype(np.float64).ravel()
+
+
+def test_preprocess_matches_the_seed_batched(pr):
+    rng = np.random.default_rng(0)
+    frames = rng.choice(np.array([0, 144, 109, 92, 213, 236], np.uint8), size=(3, 210, 160, 3),
+                        p=[0.05, 0.5, 0.3, 0.05, 0.05, 0.05])
+    out = pr.preprocess(frames)
+    assert out.shape == (3, 6400) and out.dtype == np.uint8 and set(np.unique(out)) <= {0, 1}
+    for f, o in zip(frames, out):
+        np.testing.assert_array_equal(o, seed_preprocess(f))
+    np.testing.assert_array_equal(pr.preprocess(frames[0]), out[0])  # one frame works too
+
+
+def test_preprocess_on_a_real_pong_frame(pr):
+    envs = pr.make_env("pong", 0.0, 4, 1)
+    obs, _ = envs.reset(seed=0)
+    for _ in range(60):
+        obs, *_ = envs.step(np.array([pr.UP]))
+    x = pr.preprocess(obs[:, 0])
+    envs.close()
+    assert obs.shape == (1, 1, 210, 160, 3)
+    # Two paddles (4 px wide, 16 high at 80x80 -> 2 x 8) and maybe the ball: a few dozen pixels, not the background.
+    assert 10 <= x.sum() <= 60, x.sum()
+
+
+def test_discount_rewards_restarts_at_each_point(pr):
+    # Karpathy's process_rewards: the running sum restarts at each non-zero reward.
+    got = pr.discount_rewards(np.array([0.0, 0.0, 1.0, 0.0, -1.0]), gamma=0.5)
+    np.testing.assert_allclose(got, [0.25, 0.5, 1.0, -0.5, -1.0])
+    np.testing.assert_allclose(pr.discount_rewards(np.array([0.0, 0.0, 0.0]), 0.9), [0, 0, 0])  # truncated: 0
+
+
+def test_combine_stats_is_the_global_mean_and_std(pr):
+    rng = np.random.default_rng(1)
+    parts = [rng.normal(size=n) for n in (3, 17, 1, 40)]
+    mean, std = pr.combine_stats([pr.return_stats(p) for p in parts])
+    allr = np.concatenate(parts)
+    assert mean == pytest.approx(allr.mean(), abs=1e-12) and std == pytest.approx(allr.std(), abs=1e-12)
+
+
+def random_batch(n: int, seed: int, model, spread: float = 0.3) -> dict:
+    """Samples as a worker keeps them; behaviour log-probs near the model's own, so some ratios are clipped."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice(np.array([-1, 0, 1], np.int8), size=(n, 6400), p=[0.02, 0.96, 0.02])
+    up = rng.random(n) < 0.5
+    with torch.no_grad():
+        logp = pr_log_prob(model, x, up)
+    return {"x": x, "up": up, "logp": (logp + rng.normal(0, spread, n)).astype(np.float32),
+            "returns": rng.normal(size=n) * 0.5}
+
+
+def pr_log_prob(model, x, up) -> np.ndarray:
+    logits = model(torch.from_numpy(x)).double().numpy()
+    return np.where(up, -np.log1p(np.exp(-logits)), -np.log1p(np.exp(logits)))
+
+
+def test_ppo_loss_matches_the_direct_formula(pr):
+    torch.manual_seed(0)
+    model = pr.Policy()
+    b = random_batch(64, 2, model, spread=0.5)
+    clip, ent = 0.1, 0.01
+    adv = (b["returns"] - 0.1) / 0.7
+    loss, parts = pr.ppo_loss(model, torch.from_numpy(b["x"]), torch.from_numpy(b["up"]), torch.from_numpy(b["logp"]),
+                              torch.from_numpy(adv.astype(np.float32)), clip, ent)
+    with torch.no_grad():
+        z = model(torch.from_numpy(b["x"])).double().numpy()
+    p = 1 / (1 + np.exp(-z))
+    logp = np.where(b["up"], np.log(p), np.log(1 - p))
+    ratio = np.exp(logp - b["logp"])
+    surrogate = np.minimum(ratio * adv, np.clip(ratio, 1 - clip, 1 + clip) * adv)
+    entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    np.testing.assert_allclose(loss.detach().numpy(), -surrogate - ent * entropy, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(parts["clipfrac"].numpy(), np.abs(ratio - 1) > clip)
+    assert 0 < parts["clipfrac"].mean() < 1  # both branches of the clip are exercised
+
+
+def test_data_parallel_gradient_equals_one_process(pr):
+    """Workers' gradients, averaged with weights n_w / N, equal the gradient of all the data in one process."""
+    torch.manual_seed(3)
+    model = pr.Policy()
+    sizes = (5, 40, 1, 19)
+    parts = [random_batch(n, 10 + i, model) for i, n in enumerate(sizes)]
+    whole = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    mean, std = pr.combine_stats([pr.return_stats(p["returns"]) for p in parts])  # what the learner computes
+    assert mean == pytest.approx(whole["returns"].mean()) and std == pytest.approx(whole["returns"].std())
+
+    one = pr.batch_gradient(model, whole, mean, std, 0.1, 0.01)
+    each = [pr.batch_gradient(model, p, mean, std, 0.1, 0.01) for p in parts]
+    grads, means, n = pr.average_gradients(each + [{"n": 0}])  # a worker with no finished point is left out
+    assert n == sum(sizes) == one["n"]
+    for name, g in one["grads"].items():
+        assert np.abs(g).max() > 0
+        np.testing.assert_allclose(grads[name], g, rtol=1e-4, atol=1e-7 * np.abs(g).max())
+    for key, total in one["sums"].items():
+        assert means[key] == pytest.approx(total / n, rel=1e-4, abs=1e-7)
+    # An unweighted mean of the workers' gradients is not the same thing (the sizes differ a lot).
+    naive = np.mean([e["grads"]["fc2.weight"] for e in each], 0)
+    assert not np.allclose(naive, one["grads"]["fc2.weight"], rtol=1e-2)
+
+
+def make_worker(pr, seed_index: int = 0):
+    return pr.Worker(seed_index, "pong", 0.0, 4, num_envs=2, num_steps=100, gamma=0.99, clip_coef=0.1,
+                     ent_coef=0.01)
+
+
+def test_worker_rollout_keeps_finished_points_and_carries_the_rest(pr):
+    torch.manual_seed(0)
+    weights = pr.weights_numpy(pr.Policy())
+    w = make_worker(pr)
+    a = w.rollout(weights, seed=5)
+    n = a["stats"][0]
+    assert a["steps"] == 200 and n + a["pending"] == 200  # every step is either in the batch or waits for its point
+    assert n > 0 and w.batch["x"].shape == (n, 6400) and set(np.unique(w.batch["x"])) <= {-1, 0, 1}
+    r = w.batch["returns"]
+    assert np.all(np.abs(r) <= 1) and np.any(np.isclose(np.abs(r), 1.0))  # each point ends with its +-1
+    pending = a["pending"]
+    b = w.rollout(weights, seed=5)  # the next rollout continues the same games
+    assert b["stats"][0] + b["pending"] == 200 + pending
+    g = w.gradient(weights, *pr.combine_stats([b["stats"]]))
+    assert g["n"] == b["stats"][0] and set(g["grads"]) == {"fc1.weight", "fc2.weight"}
+    assert abs(g["sums"]["approx_kl"]) < 1e-5 * g["n"]  # the weights that played: ratio 1 (carried steps aside)
+
+
+def test_same_seed_gives_the_same_first_losses(pr):
+    def first(seed: int, index: int = 0):
+        torch.manual_seed(seed)
+        weights = pr.weights_numpy(pr.Policy())
+        w = make_worker(pr, index)
+        a = w.rollout(weights, seed=seed)
+        g = w.gradient(weights, *pr.combine_stats([a["stats"]]))
+        return a["stats"], g["sums"], g["grads"]["fc2.weight"]
+
+    s1, l1, g1 = first(7)
+    s2, l2, g2 = first(7)
+    assert s1 == s2 and l1 == l2 and np.array_equal(g1, g2)
+    s3, _, _ = first(7, index=1)  # another worker plays other games
+    assert s3 != s1
+
+
+def test_no_gradient_reaches_the_behaviour_policy_or_the_advantages(pr):
+    torch.manual_seed(0)
+    model = pr.Policy()
+    b = random_batch(16, 4, model)
+    logp = torch.from_numpy(b["logp"]).requires_grad_()
+    adv = torch.from_numpy(b["returns"].astype(np.float32)).requires_grad_()
+    loss, _ = pr.ppo_loss(model, torch.from_numpy(b["x"]), torch.from_numpy(b["up"]), logp.detach(), adv.detach(),
+                          0.1, 0.01)
+    loss.mean().backward()
+    assert logp.grad is None and adv.grad is None and model.fc1.weight.grad is not None
+
+
+# ---------------------------------------------------------------------------- processes
+def session_processes(sid: int) -> list[int]:
+    """Live processes of a session (everything Ray starts keeps its driver's session id)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state, _, _, session = stat[stat.rindex(")") + 2:].split()[:4]
+        if int(session) == sid and state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:150]
+    except OSError:
+        return "?"
+
+
+def assert_session_ends(sid: int, grace_s: float = 30.0) -> None:
+    """No process of the session is left after `grace_s`; leftovers are killed (by PID) and fail the test."""
+    deadline = time.time() + grace_s
+    while time.time() < deadline and session_processes(sid):
+        time.sleep(0.5)
+    left = session_processes(sid)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, "left behind: " + "; ".join(f"{p} {cmdline(p)}" for p in left)
+
+
+def start(*flags: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """Run the script in its own session, as a terminal would; its Ray processes stay in that session."""
+    return subprocess.Popen([sys.executable, str(SCRIPT), *flags], cwd=cwd, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 420) -> tuple[str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        assert_session_ends(proc.pid)
+    return out, err
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def scalars(run_dir: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = []
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            values += [e.value for e in acc.Scalars(tag)]
+    return values
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("flags, flag, within_s", [
+    (["--num-workers", "0"], "--num-workers", 60),
+    (["--num-workers", "64"], "--num-workers", 60),  # more than this machine's CPUs: said, not a hang
+    (["--cpus-per-worker", "0"], "--cpus-per-worker", 60),
+    (["--ray-address", "127.0.0.1:1"], "--ray-address", 30),  # nothing listening: seconds, not minutes
+    (["--ray-address", "nonsense"], "--ray-address", 60),
+])
+def test_bad_ray_input_is_one_line_and_exit_2(flags, flag, within_s, tmp_path):
+    run_dir = tmp_path / "run"
+    t0 = time.time()
+    proc = start(*smoke_flags("ppo_ray.py"), *flags, "--run-dir", str(run_dir), cwd=tmp_path)
+    out, err = finish(proc, timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, err[-2000:])
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err, err
+    assert time.time() - t0 < within_s
+    assert not run_dir.exists()
+
+
+# ---------------------------------------------------------------------------- a cluster the test starts
+@pytest.fixture
+def ray_cluster(tmp_path_factory):
+    """`ray start --head` on 127.0.0.1 with 2 CPUs, in its own session; stopped by SIGTERM to that process.
+
+    Not `ray stop`: that stops every Ray process of this user on the machine, including other runs' clusters."""
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(
+        [str(RAY_BIN), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+         "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
+         "--temp-dir", temp_dir, "--object-store-memory", str(150 * 1024 ** 2),
+         "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+         "--min-worker-port", "0", "--max-worker-port", "0"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert head.poll() is None, f"ray start exited with {head.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "the Ray head never listened"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        assert_session_ends(head.pid)
+
+
+def test_smoke_run_on_a_cluster_started_with_ray_start(ray_cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(*smoke_flags("ppo_ray.py"), "--ray-address", ray_cluster, "--run-dir", str(run_dir), cwd=tmp_path)
+    out, err = finish(proc)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    assert read_progress(run_dir) and json.loads((run_dir / "eval.json").read_text())["episodes"] == 1
+    assert (run_dir / "final_model.pt").exists()
+
+    # The cluster has 2 CPUs: 3 workers at 1 CPU each are refused at once, not left pending.
+    bad = start(*smoke_flags("ppo_ray.py"), "--ray-address", ray_cluster, "--num-workers", "3",
+                "--run-dir", str(tmp_path / "bad"), cwd=tmp_path)
+    out, err = finish(bad, timeout=120)
+    lines = err.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and "--num-workers" in lines[0] and "cluster" in lines[0], err
+    assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------------- a worker dies mid-run
+@pytest.mark.parametrize("max_restarts, outcome", [("2", "restarted"), ("0", "dropped")])
+def test_a_worker_killed_mid_run_is_survived_and_reported(max_restarts, outcome, tmp_path):
+    run_dir = tmp_path / "run"
+    total = 5120
+    proc = start("--total-timesteps", str(total), "--num-workers", "2", *RUN, "--save-every", "512",
+                 "--max-restarts", max_restarts, "--run-dir", str(run_dir), cwd=tmp_path)
+    try:
+        wait_for(run_dir / "checkpoint.pt", proc)  # a round is done: training is under way
+        with open(run_dir / "workers.csv", newline="") as f:
+            started = {r["worker"]: int(r["pid"]) for r in csv.DictReader(f) if r["event"] == "started"}
+        assert set(started) == {"0", "1"}
+        os.kill(started["0"], signal.SIGKILL)
+    finally:
+        out, err = finish(proc)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert f"worker 0 (pid {started['0']}) died" in out, out
+    with open(run_dir / "workers.csv", newline="") as f:
+        events = [(r["worker"], r["event"], int(r["pid"] or 0)) for r in csv.DictReader(f)]
+    assert ("0", "died", started["0"]) in events
+    if outcome == "restarted":
+        assert "worker 0 restarted" in out
+        assert any(w == "0" and e == "restarted" and pid != started["0"] for w, e, pid in events), events
+    else:
+        assert "out of restarts and dropped" in out and not any(e == "restarted" for _, e, _ in events)
+    assert max(scalars(run_dir, "charts/worker_failures")) >= 1
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert ckpt["worker_failures"] >= 1 and ckpt["global_step"] >= total
+    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 1
+
+
+# ---------------------------------------------------------------------------- Ctrl-C in a terminal
+def test_ctrl_c_to_the_whole_process_group_checkpoints_and_leaves_no_ray_process(tmp_path):
+    """A terminal's Ctrl-C reaches the driver and every Ray process in its process group at once."""
+    folder = tmp_path / "alone"
+    copied = copy_alone("ppo_ray.py", folder)
+    run_dir = folder / "run"
+    proc = subprocess.Popen([sys.executable, str(copied), "--total-timesteps", "10000000", "--num-workers", "1", *RUN,
+                             "--save-every", "256", "--run-dir", str(run_dir)], cwd=folder, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(run_dir / "checkpoint.pt", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+    finally:
+        out, err = finish(proc, timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err[-3000:])
+    assert f"--resume {run_dir}" in err, err
+    step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["global_step"]
+    assert step >= 256 and all(int(r["global_step"]) <= step for r in read_progress(run_dir))
