@@ -52,6 +52,7 @@ import torch.nn.functional as F
 import tyro
 
 SCRIPT = "dqn_cnn"
+EVAL_SEED_OFFSET = 10_000  # evaluation games differ from training games, and match between the two eval paths
 
 
 @dataclass
@@ -358,7 +359,7 @@ class Progress:
 
 def evaluate(q_network: QNetwork, env_id: str, episodes: int, seed: int, epsilon: float,
              device: torch.device, video_dir: Optional[Path] = None) -> list[float]:
-    """Play `episodes` full games with the given policy; each env plays its fixed share, so short games are not favoured."""
+    """Play `episodes` whole games; each env plays a fixed share, so that short games are not favoured."""
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
     envs = make_env(env_id, num_envs, seed)
@@ -437,8 +438,8 @@ def main(args: Args) -> None:
         out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
                                        f"{int(time.time())}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(q_network, env_id, args.eval_episodes, args.seed, args.eval_epsilon, device,
-                           out_dir / "videos" if args.capture_video else None)
+        returns = evaluate(q_network, env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
+                           device, out_dir / "videos" if args.capture_video else None)
         report = write_eval(out_dir, returns, str(path))
         print(f"eval {path}: {report['episodes']} episodes of {env_id}, return "
               f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
@@ -518,7 +519,8 @@ def main(args: Args) -> None:
             "script": SCRIPT, "args": asdict(args), "num_actions": num_actions,
             "model": q_network.state_dict(), "target_model": target_network.state_dict(),
             "optimizer": optimizer.state_dict(), "replay": replay.state_dict(),
-            "global_step": global_step, "episode": episode, "grad_steps": grad_steps, "wall_time_s": wall_before + time.time() - start,
+            "global_step": global_step, "episode": episode, "grad_steps": grad_steps,
+            "wall_time_s": wall_before + time.time() - start,
             "recent_returns": recent[-100:], "python_rng": random.getstate(),
             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         }, run_dir / "checkpoint.pt")
@@ -548,6 +550,9 @@ def main(args: Args) -> None:
     loss_value = q_value = None
     reached_target = False
 
+    def crossed(period: int) -> bool:  # did the last vector step pass a multiple of `period` agent steps?
+        return global_step // period != step_before // period
+
     while global_step < args.total_timesteps and not stop_signal and not reached_target:
         epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps,
                                   global_step)
@@ -561,7 +566,7 @@ def main(args: Args) -> None:
         done = terminated | truncated
         # Under NextStep autoreset the step after an episode's end only resets: it is no agent step.
         played = ~prev_done
-        global_step += int(played.sum())
+        step_before, global_step = global_step, global_step + int(played.sum())
         ep_return += reward * played
         ep_length += played
         sps = (global_step - start_step) / max(time.time() - start, 1e-9)
@@ -589,11 +594,11 @@ def main(args: Args) -> None:
                     torch.from_numpy(b_obs).to(device), torch.from_numpy(b_actions).to(device),
                     torch.from_numpy(b_returns).to(device), torch.from_numpy(b_discount).to(device),
                     torch.from_numpy(b_next).to(device))
-            if global_step // args.target_network_frequency != (global_step - played.sum()) // args.target_network_frequency:
+            if crossed(args.target_network_frequency):
                 for tp, qp in zip(target_network.parameters(), q_network.parameters()):
                     tp.data.copy_(args.tau * qp.data + (1.0 - args.tau) * tp.data)
 
-        if global_step // 1000 != (global_step - played.sum()) // 1000:
+        if crossed(1000):
             writer.add_scalar("charts/SPS", sps, global_step)
             writer.add_scalar("charts/epsilon", epsilon, global_step)
             if loss_value is not None:
@@ -619,7 +624,8 @@ def main(args: Args) -> None:
     final = {"script": SCRIPT, "args": asdict(args), "num_actions": num_actions, "model": q_network.state_dict(),
              "global_step": global_step}
     save_atomic(final, run_dir / "final_model.pt")
-    returns = evaluate(q_network, args.env_id, args.eval_episodes, args.seed + 10_000, args.eval_epsilon, device,
+    returns = evaluate(q_network, args.env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
+                       device,
                        run_dir / "videos" if args.capture_video else None)
     report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"))
     writer.add_scalar("eval/mean_return", report["mean"], global_step)

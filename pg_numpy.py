@@ -36,13 +36,13 @@ Where this departs from the seed, and why:
   hidden states and probabilities recorded while playing, so each step's score function is that of
   the weights that sampled its action. A game still being played at an update goes on under the new
   weights, so its gradient mixes two consecutive weight versions (a one-update lag, as in
-  asynchronous actor-learners); recomputing the forward pass at update time instead would cost a
-  third more update time and score old actions under new weights. When the run ends (budget, or a
+  asynchronous actor-learners); recomputing the forward pass at update time instead would nearly
+  double the update's cost and score old actions under new weights. When the run ends (budget, or a
   signal), games in progress and queued episodes short of a batch are dropped; so are the games in
   progress at a checkpoint when resuming (the emulators' state is not saved).
-- Returns are standardised over the whole batch, not per episode as in the seed: an episode that is
-  lost 0-21 then scores below a long 15-21 one in the same batch instead of being rescaled to look
-  just as good.
+- Returns are standardised over the whole batch (as the issue asks), not per episode as in the seed:
+  per episode, every game gets zero mean advantage, so a 0-21 loss pushes as many of its actions up
+  as a 15-21 game does; over the batch, the lost game's actions are mostly pushed down.
 - Frames are stored bit-packed (800 bytes a step, not 6400 floats) and the difference frames rebuilt
   in chunks of rows at update time, so a batch of long, good games takes tens of MB, not GB.
 - BLAS runs single-threaded (`OPENBLAS_NUM_THREADS=1` unless already set; the seed does the same
@@ -67,6 +67,7 @@ import math
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -165,7 +166,9 @@ def env_settings(env_id: str) -> dict:
     if "game" not in kwargs:
         raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id (e.g. ALE/Pong-v5)")
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr (gym's AtariEnv does the same)
-    env = gym.make(env_id)
+    with warnings.catch_warnings():  # e.g. Pong-v0's deprecation: said once when training, not at every check
+        warnings.simplefilter("ignore")
+        env = gym.make(env_id)
     shape, num_actions = env.observation_space.shape, env.action_space.n
     env.close()
     if shape != (210, 160, 3):
@@ -176,9 +179,10 @@ def env_settings(env_id: str) -> dict:
 
 
 def make_env(env_id: str, num_envs: int, seed: int):
-    """Raw RGB frames of `num_envs` games, (num_envs, [1,] 210, 160, 3) uint8; the next step after an episode ends resets it."""
+    """Raw RGB frames of `num_envs` games, (num_envs, [1,] 210, 160, 3) uint8; the step after a game's end resets it."""
     kwargs = env_settings(env_id)
-    if isinstance(kwargs.get("frameskip", 4), int) and set(kwargs) <= NATIVE:
+    native = set(kwargs) <= NATIVE and isinstance(kwargs.get("frameskip", 4), int)
+    if native and gym.spec(env_id).max_episode_steps is None:
         envs = ale_py.vector_env.AtariVectorEnv(
             num_envs=num_envs, game=kwargs["game"], frameskip=kwargs.get("frameskip", 4),
             repeat_action_probability=kwargs.get("repeat_action_probability", 0.25),
@@ -186,14 +190,14 @@ def make_env(env_id: str, num_envs: int, seed: int):
             max_num_frames_per_episode=kwargs.get("max_num_frames_per_episode", 108_000),
             img_height=210, img_width=160, grayscale=False, stack_num=1, maxpool=False, noop_max=0,
             use_fire_reset=False, episodic_life=False, reward_clipping=False, autoreset_mode="NextStep")
-    else:  # e.g. Pong-v0's random frameskip: one Python env per game, stepped in turn
+    else:  # e.g. Pong-v0's random frameskip, or a time limit: one Python env per game, stepped in turn
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
     envs.reset(seed=seed)
     return envs
 
 
 def preprocess(frames: np.ndarray) -> np.ndarray:
-    """Karpathy's prepro for a batch of RGB frames (n, ..., 210, 160, 3) uint8 -> (n, 6400) uint8: 1 on paddles and ball."""
+    """Karpathy's prepro of RGB frames (n, ..., 210, 160, 3) uint8 -> (n, 6400) uint8: 1 on paddles and ball."""
     img = frames[..., 35:195:2, ::2, 0]  # crop, downsample by 2, keep the red channel -> 80x80
     on = (img != 144) & (img != 109)  # erase background (types 1 and 2); everything else is 1
     return on.reshape(len(frames), D).view(np.uint8)
@@ -219,7 +223,7 @@ def policy_forward(model: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def policy_backward(model: dict, eph: np.ndarray, epx: np.ndarray, epdlogp: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradient of sum_t epdlogp_t * logit_t with respect to the weights, given the forward pass's eph (B, H) and epx (B, D).
+    """Gradient of sum_t epdlogp_t * logit_t with respect to the weights, given eph (B, H) and epx (B, D).
 
     With epdlogp_t = A_t * (y_t - p_t), where y_t = 1 for UP, this is sum_t A_t * grad log pi(a_t | x_t),
     since d log pi / d logit = y - p.
@@ -233,7 +237,7 @@ def policy_backward(model: dict, eph: np.ndarray, epx: np.ndarray, epdlogp: np.n
 
 # ---------------------------------------------------------------------------- algorithm
 def discount_rewards(r: np.ndarray, gamma: float) -> np.ndarray:
-    """Discounted return at every step, restarted at each nonzero reward: a point scored ends a game (Pong-specific!)."""
+    """Discounted return at every step, restarted at each nonzero reward: a point ends a game (Pong-specific!)."""
     discounted = np.zeros(len(r), dtype=np.float32)
     running_add = 0.0
     for t in reversed(range(len(r))):
@@ -281,7 +285,7 @@ class EpisodeRecorder:
 
 
 def difference_frames(packed: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows start..stop-1 of an episode's difference frames, rebuilt from its packed frames; row 0 is zero, as when acting."""
+    """Rows start..stop-1 of an episode's difference frames, rebuilt from its packed frames (row 0 is zero)."""
     frames = np.unpackbits(packed[max(start - 1, 0):stop], axis=1, count=D)
     x = np.zeros((stop - start, D), np.float32)
     np.subtract(frames[1:], frames[:-1], out=x[1:] if start == 0 else x, dtype=np.float32)
@@ -289,10 +293,10 @@ def difference_frames(packed: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def policy_gradient(model: dict, batch: list[Episode], gamma: float, chunk: int = 2048):
-    """The REINFORCE gradient sum_t A_t * grad log pi(a_t | x_t) over a batch of episodes, from what was recorded while playing.
+    """The REINFORCE gradient sum_t A_t * grad log pi(a_t | x_t) over a batch of episodes, from what play recorded.
 
-    Also returns the surrogate loss -mean_t A_t log pi(a_t | x_t) (its gradient is this one's negative,
-    over the number of steps) and the policy's mean entropy, for logging.
+    Also returns, for logging, the surrogate loss -mean_t A_t log pi(a_t | x_t) (whose gradient is minus
+    this one over the number of steps) and the policy's mean entropy.
     """
     grad = {k: np.zeros_like(v) for k, v in model.items()}
     loss_sum = entropy_sum = 0.0
@@ -349,7 +353,10 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     missing = TRAINING_KEYS - set(ckpt)
     if missing:
         raise BadInput(f"{flag} {path!r}: incomplete {SCRIPT}.py checkpoint (lacks {', '.join(sorted(missing))})")
-    ckpt["args"] = json.loads(str(ckpt["args"]))
+    try:
+        ckpt["args"], ckpt["numpy_rng"] = json.loads(str(ckpt["args"])), json.loads(str(ckpt["numpy_rng"]))
+    except ValueError:
+        raise BadInput(f"{flag} {path!r}: damaged {SCRIPT}.py checkpoint (unreadable args or RNG state)") from None
     return ckpt, p
 
 
@@ -386,7 +393,8 @@ class TensorBoard:
             plugin_data=self.summary_pb2.SummaryMetadata.PluginData(plugin_name="text"))
         tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[text.encode()], tensor_shape=(
             tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])))
-        summary = self.summary_pb2.Summary(value=[self.summary_pb2.Summary.Value(tag=tag, metadata=meta, tensor=tensor)])
+        value = self.summary_pb2.Summary.Value(tag=tag, metadata=meta, tensor=tensor)
+        summary = self.summary_pb2.Summary(value=[value])
         self.events.add_event(self.event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
     def close(self) -> None:
@@ -481,6 +489,7 @@ def main(args: Args) -> None:
     if args.eval_checkpoint is not None:
         ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
         env_id = ckpt["args"]["env_id"]
+        env_settings(env_id)  # still registered? (checked before any output dir exists)
         model = {"W1": ckpt["W1"], "W2": ckpt["W2"]}
         out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
                                        f"{int(time.time())}")
@@ -527,7 +536,7 @@ def main(args: Args) -> None:
         wall_before = float(ckpt["wall_time_s"])
         running_mean = None if math.isnan(ckpt["running_mean"]) else float(ckpt["running_mean"])
         recent = ckpt["recent_returns"].tolist()
-        rng.bit_generator.state = json.loads(str(ckpt["numpy_rng"]))
+        rng.bit_generator.state = ckpt["numpy_rng"]
         print(f"resumed {path} at step {global_step:,}, episode {episode}, update {updates}")
     envs = make_env(args.env_id, args.num_envs, args.seed + global_step)  # resumed games restart, reseeded
 

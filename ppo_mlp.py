@@ -23,9 +23,10 @@ where the ball and both paddles still play (`--crop-bottom 185` gives the seed's
 The network: 6400 inputs -> 512 ReLU -> 2 logits (UP, DOWN; env actions 2, 3) and a value head
 on the same hidden layer. A binary difference frame has ~10-60 non-zero pixels of 6400, so the
 first layer is computed as a weighted sum of the weight rows of the non-zero pixels
-(`F.embedding_bag`): the same function as `nn.Linear` (tested), forward+backward of a 256-row
-minibatch 6.5 ms instead of 44 ms on this machine's 2 cores; with Adam's fused CPU kernel
-(1.4 ms instead of 10 ms a step for the 3.3M weights) an update is no longer the bottleneck.
+(`F.embedding_bag`): the same function as `nn.Linear` (tested). Measured on this 2-core machine
+(1 torch thread, under a background training run): forward+backward of a 256-row minibatch 6.5 ms
+instead of 44 ms dense, and Adam's fused CPU kernel steps the 3.3M weights in 1.4 ms instead of
+6-10 ms, so an update no longer dominates the loop.
 
 Defaults, and why (every seed setting stays reachable; the seed's run is roughly
 `--advantages point-returns --no-norm-adv --ent-coef 0 --learning-rate 1e-3 --no-anneal-lr
@@ -41,13 +42,16 @@ Defaults, and why (every seed setting stays reachable; the seed's run is roughly
   per-minibatch advantage normalisation): tested on Pong by CleanRL (~+20 in 10M frames) and by
   the PPO paper; clip 0.1 is both theirs and the seed's.
 - `--frameskip 4` (the seed played every frame): 4x fewer decisions and updates per second of
-  game, as in every Atari PPO/DQN result; a lost game is ~760 agent steps instead of ~3000.
+  game, as in every Atari PPO/DQN result; a lost game (0-21) is ~820 agent steps instead of ~3300.
 - `--torch-threads 1`: the per-step inference and the sparse update are small ops that a second
   thread slows down (embedding-bag step 6.5 ms on 1 thread, 75 ms on 2 with the env threads and
   a background run competing for the 2 cores).
-Measured here (2 cores shared with a background DQN training run): the vector env alone with
-8 envs, ~5000 agent steps/s; the whole training loop, see `charts/SPS` and `charts/env_SPS`
-(time in `envs.step` only) and benchmark/RESULTS.md for the throughput on an idle machine.
+Measured here with the defaults (2 cores shared with a background DQN run, load average ~5.7): the
+vector env alone ~5000 agent steps/s (random actions, 8 envs); the whole loop 1,778 SPS over 20k
+steps, 3,536 SPS counting only the time in `envs.step` (`charts/SPS`, `charts/env_SPS`). A 3-minute
+sanity run (92k steps at ~600 SPS under heavier load) showed the mechanics working (explained
+variance 0 -> 0.7, approx KL ~5e-4, clip fraction ~2%, entropy 0.69 -> 0.26) but, as expected that
+early, no score gain yet (-21). The learning curve and the +14 claim are benchmark/RESULTS.md's.
 
 Rollouts are stored per vector step: under NextStep autoreset the step after an episode's end
 only resets that env and ignores its action, so it is no agent step (not counted, left out of
@@ -253,7 +257,7 @@ class Agent(nn.Module):
     """MLP: difference frame -> 512 ReLU -> logits for UP/DOWN, and a value head on the same hidden layer.
 
     The first layer is an `nn.Linear(inputs, 512)` stored input-major (`w1[p]` is pixel p's weights) and
-    computed from the non-zero pixels only; `hidden` is exactly `relu(x @ w1 + b1)`.
+    computed from the non-zero pixels only; `hidden` equals `relu(x @ w1 + b1)` up to float rounding.
     """
 
     def __init__(self, inputs: int, hidden: int = 512, num_actions: int = 2):

@@ -65,6 +65,7 @@ import random
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -531,6 +532,41 @@ def check_reachable(address: str) -> None:
                        "with `ray start --head` or leave the flag empty for a local Ray") from None
 
 
+def join_cluster(address: str) -> None:
+    """`ray.init` on a running cluster, with its connection retries' log lines kept off stderr unless it fails.
+
+    `ray start --head` turns token authentication on when its machine holds a token, but `ray.init` with an
+    explicit address does not: like `ray start`, use token mode when RAY_AUTH_MODE is unset and a token is
+    at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token); a cluster without authentication ignores it.
+    Ray has no public call for this, hence its private helper, where this Ray version has it."""
+    try:
+        from ray._private.authentication.authentication_token_setup import \
+            maybe_enable_token_auth_if_token_available as use_token_if_any
+    except ImportError:  # a Ray without token authentication
+        def use_token_if_any(**_):
+            return False
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            use_token_if_any(warn_if_disabled=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            return
+        except Exception as e:
+            error = e
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        said = log.read().decode(errors="replace")
+    if "Unauthenticated" in said or "AuthToken" in said or "uthentication" in str(error):
+        raise BadInput(f"--ray-address {address!r}: the cluster refused this machine's Ray auth token; make the "
+                       "head's token available here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise BadInput(f"--ray-address {address!r}: could not join a Ray cluster there: {first}")
+
+
 class HardStop(Exception):
     """A second Ctrl-C/SIGTERM: stop waiting for the round in flight."""
 
@@ -586,19 +622,17 @@ def main(args: Args) -> None:
                        "--cpus-per-worker, or --ray-address of a bigger cluster")
 
     # Ray's own processes inherit an ignored SIGINT, so a terminal's Ctrl-C (sent to the whole process group)
-    # reaches only this driver, which then checkpoints and shuts Ray down itself.
+    # reaches only this driver, which finishes the round in flight, checkpoints and shuts Ray down itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         if args.ray_address:
-            ray.init(address=args.ray_address, log_to_driver=False, logging_level=logging.ERROR)
+            join_cluster(args.ray_address)
         else:
             ray.init(address="local", num_cpus=max(1, math.ceil(need_cpus)), num_gpus=0, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR,
                      object_store_memory=(100 + 20 * args.num_workers) * 1024 ** 2)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise BadInput(f"--ray-address {args.ray_address!r}: could not start or join Ray: "
-                       f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
     stop_signal: list[int] = []
     signal.signal(signal.SIGINT, lambda s, f: stop_signal.append(s))
     signal.signal(signal.SIGTERM, lambda s, f: stop_signal.append(s))

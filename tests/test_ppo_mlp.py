@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_script
+from test_contract import assert_one_line_error
 
 spec = importlib.util.spec_from_file_location("ppo_mlp", ROOT / "ppo_mlp.py")
 ppo = sys.modules["ppo_mlp"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
@@ -253,8 +254,7 @@ def test_same_seed_gives_the_same_first_losses(advantages):
 ])
 def test_bad_input_is_one_line_and_exit_2(flags, flag, tmp_path):
     proc = run_script(ROOT / "ppo_mlp.py", *flags, "--run-dir", str(tmp_path / "run"), timeout=120)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and flag in lines[0], proc.stderr
+    assert_one_line_error(proc, flag)
     assert not (tmp_path / "run").exists()
 
 
@@ -262,7 +262,6 @@ def test_eval_checkpoint_rejects_a_dqn_checkpoint(tmp_path):
     dqn = tmp_path / "checkpoint.pt"
     torch.save({"script": "dqn_cnn", "global_step": 100, "model": {}}, dqn)
     proc = run_script(ROOT / "ppo_mlp.py", "--eval-checkpoint", str(dqn), "--run-dir", str(tmp_path / "run"))
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "--eval-checkpoint" in lines[0], proc.stderr
-    assert "dqn_cnn" in lines[0]
+    assert_one_line_error(proc, "--eval-checkpoint")
+    assert "dqn_cnn" in proc.stderr
     assert not (tmp_path / "run").exists()

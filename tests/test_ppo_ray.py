@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -236,7 +237,7 @@ def assert_session_ends(sid: int, grace_s: float = 30.0) -> None:
 def start(*flags: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
     """Run the script in its own session, as a terminal would; its Ray processes stay in that session."""
     return subprocess.Popen([sys.executable, str(SCRIPT), *flags], cwd=cwd, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, start_new_session=True,
+                            env={**(env or os.environ), "PYTHONUNBUFFERED": "1"}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -300,19 +301,24 @@ def test_bad_ray_input_is_one_line_and_exit_2(flags, flag, within_s, tmp_path):
 # ---------------------------------------------------------------------------- a cluster the test starts
 @pytest.fixture
 def ray_cluster(tmp_path_factory):
-    """`ray start --head` on 127.0.0.1 with 2 CPUs, in its own session; stopped by SIGTERM to that process.
+    """`ray start --head` on 127.0.0.1 with 2 CPUs and token authentication (Ray's default where a token exists),
+    in its own session; yields (address, env for a driver that holds the token); stopped by SIGTERM to that one
+    process, which takes its cluster down with it.
 
-    Not `ray stop`: that stops every Ray process of this user on the machine, including other runs' clusters."""
+    Not `ray stop`: that stops every Ray process of this user on the machine, other runs' clusters included."""
     port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    token = Path(temp_dir) / "token"
+    token.write_text(os.urandom(32).hex())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    driver_env = {**clean, "RAY_AUTH_TOKEN_PATH": str(token)}
     head = subprocess.Popen(
         [str(RAY_BIN), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
          "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
          "--temp-dir", temp_dir, "--object-store-memory", str(150 * 1024 ** 2),
-         "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-         "--min-worker-port", "0", "--max-worker-port", "0"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())],
+        env={**driver_env, "RAY_AUTH_MODE": "token", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while True:
@@ -323,7 +329,7 @@ def ray_cluster(tmp_path_factory):
             except OSError:
                 assert time.time() < deadline, "the Ray head never listened"
                 time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", driver_env
     finally:
         head.terminate()
         try:
@@ -331,19 +337,22 @@ def ray_cluster(tmp_path_factory):
         except subprocess.TimeoutExpired:
             pass
         assert_session_ends(head.pid)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_smoke_run_on_a_cluster_started_with_ray_start(ray_cluster, tmp_path):
+    address, env = ray_cluster
     run_dir = tmp_path / "run"
-    proc = start(*smoke_flags("ppo_ray.py"), "--ray-address", ray_cluster, "--run-dir", str(run_dir), cwd=tmp_path)
+    proc = start(*smoke_flags("ppo_ray.py"), "--ray-address", address, "--run-dir", str(run_dir), cwd=tmp_path,
+                 env=env)
     out, err = finish(proc)
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
     assert read_progress(run_dir) and json.loads((run_dir / "eval.json").read_text())["episodes"] == 1
     assert (run_dir / "final_model.pt").exists()
 
     # The cluster has 2 CPUs: 3 workers at 1 CPU each are refused at once, not left pending.
-    bad = start(*smoke_flags("ppo_ray.py"), "--ray-address", ray_cluster, "--num-workers", "3",
-                "--run-dir", str(tmp_path / "bad"), cwd=tmp_path)
+    bad = start(*smoke_flags("ppo_ray.py"), "--ray-address", address, "--num-workers", "3",
+                "--run-dir", str(tmp_path / "bad"), cwd=tmp_path, env=env)
     out, err = finish(bad, timeout=120)
     lines = err.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1 and "--num-workers" in lines[0] and "cluster" in lines[0], err
