@@ -31,6 +31,7 @@ Where this departs from the seed, and why (all are flags, so the seed's setup st
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -156,6 +157,8 @@ def check_args(args: Args) -> None:
     need(args.learning_starts <= args.buffer_size, "--learning-starts",
          f"at most --buffer-size ({args.buffer_size})", args.learning_starts)
     ale_game(args.env_id)
+    if args.track and importlib.util.find_spec("wandb") is None:
+        raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
 
 # ---------------------------------------------------------------------------- environment

@@ -7,6 +7,7 @@ runs with `--total-timesteps 3000` alone.
 
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import shutil
@@ -21,11 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the scripts are importable for tests of their pure functions
 SCRIPTS = sorted(p.name for p in ROOT.glob("*.py"))
 
-# Each budget lets at least one Pong episode end (a lost game is ~760 agent steps) and learning run.
+# Each budget lets at least one Pong episode end per env (a lost game is ~800-1300 agent steps) and learning run.
 SMOKE_FLAGS = {
     "dqn_cnn.py": ["--total-timesteps", "2400", "--num-envs", "2", "--buffer-size", "4000",
                    "--learning-starts", "1000", "--no-compile", "--save-every", "1000"],
-    "pg_numpy.py": ["--total-timesteps", "3000", "--num-envs", "2", "--batch-episodes", "1",
+    "pg_numpy.py": ["--total-timesteps", "4000", "--num-envs", "2", "--batch-episodes", "1",
                     "--save-every", "1000"],
     "ppo_mlp.py": ["--total-timesteps", "3000", "--num-envs", "2", "--num-steps", "128",
                    "--save-every", "1000"],
@@ -37,7 +38,11 @@ CSV_COLUMNS = ["global_step", "episode", "episodic_return", "episodic_length", "
 
 
 def uses_torch(script: str) -> bool:
-    return "import torch" in (ROOT / script).read_text()
+    """Whether the script imports torch (statements, not docstrings or comments)."""
+    tree = ast.parse((ROOT / script).read_text())
+    return any(alias.name.split(".")[0] == "torch" for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for alias in node.names) or any(isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0]
+                                              == "torch" for node in ast.walk(tree))
 
 
 def checkpoint_name(script: str) -> str:

@@ -68,7 +68,7 @@ def test_resume_continues_from_the_step_it_stopped_at(script, smoke_runs):
     ckpt = run_dir / checkpoint_name(script)
     stopped_at = checkpoint_step(ckpt)
     rows_before = read_progress(run_dir)
-    more = str(stopped_at + 1500)
+    more = str(stopped_at + 3000)  # enough for new episodes to end, so the checks below check something
     flags = [f for f in smoke_flags(script)]
     flags[1] = more
     copied = run_dir.parent.parent / script
@@ -78,6 +78,7 @@ def test_resume_continues_from_the_step_it_stopped_at(script, smoke_runs):
     rows_after = read_progress(run_dir)
     assert rows_after[:len(rows_before)] == rows_before, "resume rewrote the existing curve"
     new = rows_after[len(rows_before):]
+    assert new, "no episode ended after the resume"
     assert all(int(r["global_step"]) > stopped_at for r in new)
     assert all(int(r["episode"]) > len(rows_before) for r in new)
 
