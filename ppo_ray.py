@@ -23,11 +23,21 @@ sized to the workers and stops it on exit) or on a multi-node cluster (`--ray-ad
 The nodes need this script's packages (numpy, torch, ale-py); the worker code travels by pickle.
 
 Surviving a dead worker: actors are created with Ray's `max_restarts` (`--max-restarts`) and
-`max_task_retries=0`. A call to a dead actor fails with `RayActorError`: the learner finishes the
-round with the gradients that arrived (the average is over the samples that arrived), prints a
-line, logs `charts/worker_failures` and a row in `<run-dir>/workers.csv` (each actor's PID and
-host are there from the start), and the restarted actor gets fresh games and the current weights
-with the next round. A worker out of restarts is dropped; the run stops only when none is left.
+`max_task_retries=0`, so a call to a dead actor fails (`RayActorError`; `ActorUnavailableError`
+while Ray restarts it) instead of being replayed. The learner finishes the round with the gradients
+that arrived (averaged over the samples that arrived), prints a line, logs `charts/worker_failures`
+and a row in `<run-dir>/workers.csv` (where each actor's PID and host are logged from the start),
+and calls the worker again each round until it answers: a restarted actor (new PID, logged) starts
+fresh games with the current weights. A worker that dies more than `--max-restarts` times, or is not
+back 10 minutes after dying, is dropped; the run stops (checkpoint, exit 1) only when none is left.
+
+Starting and stopping Ray: without `--ray-address` the driver starts a private local Ray with
+exactly the workers' CPUs, no dashboard and no log forwarding (a few seconds), and shuts it down on
+every exit path, Ctrl-C and SIGTERM included: the first signal lets the round in flight finish,
+then the driver checkpoints, stops Ray and exits 128+signal (a second signal abandons the round).
+Ray's processes start with SIGINT ignored, so a terminal's Ctrl-C reaches only the driver. Joining
+a cluster that uses token authentication needs its token here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
+or ~/.ray/auth_token), as for any Ray client.
 
 Preprocessing is Karpathy's, batched in NumPy on raw 210x160 RGB frames from
 `ale_py.vector_env.AtariVectorEnv` (stack 1, no max-pool, no FIRE on reset, 0-30 random no-ops on
@@ -57,6 +67,7 @@ the vector env does not offer; an id's own sticky-action probability is kept).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import logging
 import math
@@ -146,6 +157,8 @@ class Args:
     """entropy bonus coefficient"""
     max_grad_norm: float = 0.5
     """clip the averaged gradient to this global norm"""
+    target_kl: Optional[float] = None
+    """stop an iteration's epochs early once the approximate KL to the behaviour policy exceeds this"""
 
 
 class BadInput(Exception):
@@ -172,7 +185,10 @@ def check_args(args: Args) -> None:
     need(args.clip_coef > 0, "--clip-coef", "positive", args.clip_coef)
     need(args.ent_coef >= 0, "--ent-coef", "at least 0", args.ent_coef)
     need(args.max_grad_norm > 0, "--max-grad-norm", "positive", args.max_grad_norm)
+    need(args.target_kl is None or args.target_kl > 0, "--target-kl", "positive", args.target_kl)
     ale_game(args.env_id)
+    if args.track and importlib.util.find_spec("wandb") is None:
+        raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
 
 # ---------------------------------------------------------------------------- environment
@@ -190,7 +206,7 @@ def ale_game(env_id: str) -> dict:
 
 
 def make_env(game: str, repeat_action_probability: float, frameskip: int, num_envs: int, num_threads: int = 1):
-    """Raw 210x160 RGB frames from ale-py's vector env; after an episode ends, the same step returns the next one's first frame."""
+    """Raw 210x160 RGB frames from ale-py's vector env; the step ending an episode returns the next's first frame."""
     return ale_py.vector_env.AtariVectorEnv(
         game=game, num_envs=num_envs, frameskip=frameskip, stack_num=1, grayscale=False, img_height=210,
         img_width=160, maxpool=False, noop_max=30, use_fire_reset=False, episodic_life=False,
@@ -320,8 +336,8 @@ class Worker:
         self.obs = None  # games start at the first rollout, seeded by the learner
         self.batch = None
 
-    def info(self) -> tuple[int, str]:
-        return os.getpid(), socket.gethostname()
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "host": socket.gethostname()}
 
     def _start(self, seed: int) -> None:
         seq = np.random.SeedSequence([seed, self.index])
@@ -572,7 +588,7 @@ class HardStop(Exception):
 
 
 class NoWorkersLeft(Exception):
-    """Every worker died more often than `--max-restarts`."""
+    """No worker is left: all died more often than `--max-restarts` or never came back."""
 
 
 # ---------------------------------------------------------------------------- main
@@ -684,26 +700,50 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
     alive = list(range(args.num_workers))
     pids: dict[int, int] = {}
     deaths = [0] * args.num_workers
-    events: list[tuple] = []  # (worker, pid, host, event) rows for workers.csv, written once the run dir exists
+    down: dict[int, float] = {}  # worker -> when it died; calls to it fail fast while Ray restarts it
+    events: list[tuple] = []  # (step, worker, pid, host, event): workers.csv rows, written once the run dir exists
     writer = None
+    give_up_s = 600.0  # a worker not back this long after its death is dropped (its node is gone, say)
 
-    def on_death(i: int, method: str, err: Exception) -> None:
+    def drop(i: int, why: str) -> None:
+        alive.remove(i)
+        down.pop(i, None)
+        print(f"worker {i} dropped: {why}; {len(alive)} workers left", flush=True)
+        events.append((global_step, i, pids.get(i), "", "dropped"))
+        if not alive:
+            raise NoWorkersLeft(f"all {args.num_workers} workers are gone ({why})")
+
+    def on_error(i: int, method: str, err: Exception) -> None:
         nonlocal failures
+        if i in down:  # still restarting
+            if time.time() - down[i] > give_up_s:
+                drop(i, f"not back {give_up_s:.0f} s after it died")
+            return
         failures += 1
         deaths[i] += 1
-        restarts_left = args.max_restarts - deaths[i] + 1 if args.max_restarts >= 0 else math.inf
-        out = restarts_left <= 0
-        print(f"worker {i} (pid {pids.get(i)}) died during {method} at step {global_step:,}: {type(err).__name__}; "
-              + (f"it is out of restarts and dropped, {len(alive) - 1} workers left" if out else
-                 f"Ray restarts it; this round goes on with the workers that answered"), flush=True)
-        events.append((i, pids.get(i), "", "died"))
-        if out:
-            alive.remove(i)
+        down[i] = time.time()
+        print(f"worker {i} (pid {pids.get(i)}) died during {method} at step {global_step:,} ({type(err).__name__}); "
+              "this round goes on with the workers that answered", flush=True)
+        events.append((global_step, i, pids.get(i), "", "died"))
         if writer is not None:
             writer.add_scalar("charts/worker_failures", failures, global_step)
-        if not alive:
-            raise NoWorkersLeft(f"all {args.num_workers} workers died more than --max-restarts "
-                                f"{args.max_restarts} times")
+        if 0 <= args.max_restarts < deaths[i]:
+            drop(i, f"out of restarts (--max-restarts {args.max_restarts})")
+
+    def on_answer(i: int, answer: dict) -> None:
+        if i in down:
+            del down[i]
+            if answer["pid"] != pids.get(i):
+                print(f"worker {i} restarted: pid {answer['pid']} (was {pids.get(i)}), fresh games, current weights",
+                      flush=True)
+                events.append((global_step, i, answer["pid"], answer.get("host", ""), "restarted"))
+            else:
+                print(f"worker {i} answers again (pid {answer['pid']})", flush=True)
+                events.append((global_step, i, answer["pid"], answer.get("host", ""), "back"))
+        elif i not in pids:
+            print(f"worker {i}: pid {answer['pid']} on {answer['host']}, {args.num_envs} games", flush=True)
+            events.append((global_step, i, answer["pid"], answer["host"], "started"))
+        pids[i] = answer["pid"]
 
     def run_round(method: str, targets: list[int], *call_args) -> dict[int, dict]:
         """Call `method` on each target worker; return the answers that arrived, logging the workers that died."""
@@ -717,22 +757,22 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
                 i = refs[ref]
                 try:
                     answers[i] = ray.get(ref)
+                    on_answer(i, answers[i])
                 except ray.exceptions.RayActorError as e:
-                    on_death(i, method, e)
+                    on_error(i, method, e)
         return answers
 
     waited = time.time()
-    while len(pids) < len(alive):
-        for i, (pid, host) in run_round("info", [i for i in alive if i not in pids]).items():
-            pids[i] = pid
-            events.append((i, pid, host, "started"))
-            print(f"worker {i}: pid {pid} on {host}, {args.num_envs} games", flush=True)
-        if stop_signal:
-            return
-        if time.time() - waited > 60 and len(pids) < len(alive):
-            print(f"still waiting for {len(alive) - len(pids)} workers to start (are the cluster's CPUs busy?)",
-                  file=sys.stderr, flush=True)
-            waited = time.time()
+    while not stop_signal and any(i not in pids for i in alive):
+        run_round("info", [i for i in alive if i not in pids])
+        if any(i not in pids for i in alive):
+            time.sleep(0.5)
+            if time.time() - waited > 60:
+                print(f"still waiting for {sum(i not in pids for i in alive)} workers to start (are the cluster's "
+                      "CPUs busy?)", file=sys.stderr, flush=True)
+                waited = time.time()
+    if stop_signal:
+        return
 
     # ---- outputs (created only now that the workers run, so a rejected command leaves no run dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -767,8 +807,7 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
         workers_csv.writerow(["global_step", "worker", "pid", "host", "event"])
 
     def flush_events() -> None:
-        for row in events:
-            workers_csv.writerow([global_step, *row])
+        workers_csv.writerows(events)
         events.clear()
         workers_file.flush()
 
@@ -796,12 +835,7 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
             # ---- rollout round: one ray.put of the weights for all workers
             t0 = time.time()
             weights_ref = ray.put(weights_numpy(model))
-            answers = run_round("rollout", list(alive), weights_ref, args.seed + global_step)
-            for i, a in answers.items():
-                if pids.get(i) != a["pid"]:
-                    print(f"worker {i} restarted: pid {a['pid']} (was {pids.get(i)})", flush=True)
-                    events.append((i, a["pid"], "", "restarted"))
-                    pids[i] = a["pid"]
+            answers = dict(sorted(run_round("rollout", list(alive), weights_ref, args.seed + global_step).items()))
             envs_played = args.num_envs * len(answers)
             step_before = global_step
             global_step += sum(a["steps"] for a in answers.values())
@@ -818,6 +852,9 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
             csv_file.flush()
             flush_events()
             rollout_s = time.time() - t0
+            if not answers:  # every worker is restarting
+                time.sleep(0.5)
+                continue
 
             # ---- gradient rounds: each PPO epoch is one round over the workers' own data
             t0 = time.time()
@@ -827,6 +864,8 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
             if stats and not stop_signal:
                 adv_mean, adv_std = combine_stats(stats) if args.norm_adv else (0.0, 1.0)
                 for epoch in range(args.update_epochs):
+                    if stop_signal:  # stop soon: fewer epochs still leave a consistent model and optimizer
+                        break
                     if epoch > 0:
                         weights_ref = ray.put(weights_numpy(model))
                     results = run_round("gradient", holders, weights_ref, adv_mean, adv_std)
@@ -840,6 +879,8 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     clipfracs.append(means["clipfrac"])
+                    if args.target_kl is not None and means["approx_kl"] > args.target_kl:
+                        break
             update_s = time.time() - t0
 
             writer.add_scalar("charts/SPS", sps, global_step)

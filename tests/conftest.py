@@ -11,6 +11,7 @@ import ast
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,17 +60,22 @@ def script_env() -> dict:
     return {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
 
 
+def start_script(script_path: Path, *flags: str, cwd: Path) -> subprocess.Popen:
+    """Start an agent script in a process session of its own, so that its children (Ray's) can be killed with it."""
+    return subprocess.Popen([sys.executable, str(script_path), *flags], cwd=cwd, env=script_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
 def run_script(script_path: Path, *flags: str, cwd: Path | None = None, timeout: float = 600):
     """Run an agent script as a user would; returns the CompletedProcess (text output)."""
-    env = script_env()
-    return subprocess.run([sys.executable, str(script_path), *flags], cwd=cwd or script_path.parent, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def start_script(script_path: Path, *flags: str, cwd: Path) -> subprocess.Popen:
-    env = script_env()
-    return subprocess.Popen([sys.executable, str(script_path), *flags], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_script(script_path, *flags, cwd=cwd or script_path.parent)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def copy_alone(script: str, folder: Path) -> Path:
