@@ -330,7 +330,21 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
         other = ckpt.get("script") if isinstance(ckpt, dict) else None
         raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
+    if flag == "--resume" and "optimizer" not in ckpt:
+        raise BadInput(f"{flag} {path!r}: holds weights only (final_model.pt); resume from checkpoint.pt")
     return ckpt, p
+
+
+def resume_command(run_dir: Path) -> str:
+    """This run's own command line with `--resume` in place of `--run-dir`, so a resume keeps its settings."""
+    kept, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg in ("--run-dir", "--resume"):
+            skip = not skip
+            continue
+        if not arg.startswith(("--run-dir=", "--resume=")):
+            kept.append(arg)
+    return f"python {SCRIPT}.py {shlex.join([*kept, '--resume', str(run_dir)])}"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -621,7 +635,7 @@ def main(args: Args) -> None:
         writer.close()
         code = 128 + stop_signal[0]
         print(f"stopped by signal {stop_signal[0]} at step {global_step:,}; checkpoint written. "
-              f"Resume with: python {SCRIPT}.py --resume {run_dir}", file=sys.stderr)
+              f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
         sys.exit(code)
 
     final = {"script": SCRIPT, "args": asdict(args), "num_actions": num_actions, "model": q_network.state_dict(),

@@ -64,6 +64,7 @@ import csv
 import importlib.util
 import json
 import math
+import shlex
 import signal
 import sys
 import time
@@ -360,6 +361,18 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     return ckpt, p
 
 
+def resume_command(run_dir: Path) -> str:
+    """This run's own command line with `--resume` in place of `--run-dir`, so a resume keeps its settings."""
+    kept, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg in ("--run-dir", "--resume"):
+            skip = not skip
+            continue
+        if not arg.startswith(("--run-dir=", "--resume=")):
+            kept.append(arg)
+    return f"python {SCRIPT}.py {shlex.join([*kept, '--resume', str(run_dir)])}"
+
+
 def save_atomic(arrays: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:  # a file object, so np.savez adds no ".npz" to the name
@@ -494,7 +507,7 @@ def main(args: Args) -> None:
         out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
                                        f"{int(time.time())}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(model, env_id, args.eval_episodes, args.seed, args.eval_argmax,
+        returns = evaluate(model, env_id, args.eval_episodes, args.seed + 10_000, args.eval_argmax,
                            out_dir / "videos" if args.capture_video else None)
         report = write_eval(out_dir, returns, str(path), int(ckpt["global_step"]), args.eval_argmax)
         print(f"eval {path}: {report['episodes']} episodes of {env_id} ({report['policy']} policy), return "
@@ -542,6 +555,8 @@ def main(args: Args) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+    with open(run_dir / "commands.txt", "a") as f:  # every start of this run, resumes included
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
     if args.track:
         import wandb
 
@@ -649,7 +664,7 @@ def main(args: Args) -> None:
     if stop_signal:
         writer.close()
         print(f"stopped by signal {stop_signal[0]} at step {global_step:,}; checkpoint written. "
-              f"Resume with: python {SCRIPT}.py --resume {run_dir}", file=sys.stderr)
+              f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
         sys.exit(128 + stop_signal[0])
 
     returns = evaluate(model, args.env_id, args.eval_episodes, args.seed + 10_000, args.eval_argmax,

@@ -62,10 +62,12 @@ bootstrapped from the final frame, which that reset step holds.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
 import random
+import shlex
 import signal
 import sys
 import time
@@ -190,6 +192,8 @@ def check_args(args: Args) -> None:
          args.crop_bottom)
     need(args.torch_threads >= 1, "--torch-threads", "at least 1", args.torch_threads)
     ale_game(args.env_id)
+    if args.track and importlib.util.find_spec("wandb") is None:
+        raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
 
 # ---------------------------------------------------------------------------- environment
@@ -427,6 +431,18 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     return ckpt, p
 
 
+def resume_command(run_dir: Path) -> str:
+    """This run's own command line with `--resume` in place of `--run-dir`, so a resume keeps its settings."""
+    kept, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg in ("--run-dir", "--resume"):
+            skip = not skip
+            continue
+        if not arg.startswith(("--run-dir=", "--resume=")):
+            kept.append(arg)
+    return f"python {SCRIPT}.py {shlex.join([*kept, '--resume', str(run_dir)])}"
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -531,7 +547,7 @@ def main(args: Args) -> None:
         out_dir = Path(args.run_dir or f"runs/{trained.env_id.replace('/', '-')}__{args.exp_name}-eval__"
                                        f"{args.seed}__{int(time.time())}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(agent, trained, args.eval_episodes, args.seed, device,
+        returns = evaluate(agent, trained, args.eval_episodes, args.seed + 10_000, device,
                            out_dir / "videos" if args.capture_video else None)
         report = write_eval(out_dir, returns, str(path))
         print(f"eval {path}: {report['episodes']} episodes of {trained.env_id}, return "
@@ -581,6 +597,8 @@ def main(args: Args) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+    with open(run_dir / "commands.txt", "a") as f:  # every start of this run, resumes included
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
     from torch.utils.tensorboard import SummaryWriter
 
     if args.track:
@@ -706,7 +724,7 @@ def main(args: Args) -> None:
         writer.close()
         code = 128 + stop_signal[0]
         print(f"stopped by signal {stop_signal[0]} at step {global_step:,}; checkpoint written. "
-              f"Resume with: python {SCRIPT}.py --resume {run_dir}", file=sys.stderr)
+              f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
         sys.exit(code)
 
     final = {"script": SCRIPT, "args": asdict(args), "model": agent.state_dict(), "global_step": global_step}

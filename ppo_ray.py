@@ -73,6 +73,7 @@ import logging
 import math
 import os
 import random
+import shlex
 import signal
 import socket
 import sys
@@ -492,7 +493,21 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
         other = ckpt.get("script") if isinstance(ckpt, dict) else None
         raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
+    if flag == "--resume" and "optimizer" not in ckpt:
+        raise BadInput(f"{flag} {path!r}: holds weights only (final_model.pt); resume from checkpoint.pt")
     return ckpt, p
+
+
+def resume_command(run_dir: Path) -> str:
+    """This run's own command line with `--resume` in place of `--run-dir`, so a resume keeps its settings."""
+    kept, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg in ("--run-dir", "--resume"):
+            skip = not skip
+            continue
+        if not arg.startswith(("--run-dir=", "--resume=")):
+            kept.append(arg)
+    return f"python {SCRIPT}.py {shlex.join([*kept, '--resume', str(run_dir)])}"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -604,7 +619,7 @@ def main(args: Args) -> None:
         out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
                                        f"{int(time.time())}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(model, env_id, frameskip, args.eval_episodes, args.seed, device,
+        returns = evaluate(model, env_id, frameskip, args.eval_episodes, args.seed + 10_000, device,
                            out_dir / "videos" if args.capture_video else None)
         report = write_eval(out_dir, returns, str(path))
         print(f"eval {path}: {report['episodes']} episodes of {env_id}, return "
@@ -662,7 +677,7 @@ def main(args: Args) -> None:
         ray.shutdown()
     if stop_signal:
         if (run_dir / "checkpoint.pt").exists():
-            print(f"Resume with: python {SCRIPT}.py --resume {run_dir}", file=sys.stderr)
+            print(f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
         else:
             print(f"stopped by signal {stop_signal[0]} before training started", file=sys.stderr)
         sys.exit(128 + stop_signal[0])
@@ -777,6 +792,8 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
     # ---- outputs (created only now that the workers run, so a rejected command leaves no run dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+    with open(run_dir / "commands.txt", "a") as f:  # every start of this run, resumes included
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
     from torch.utils.tensorboard import SummaryWriter
 
     if args.track:

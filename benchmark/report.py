@@ -25,21 +25,21 @@ BENCH = Path(__file__).resolve().parent
 RESULTS, PLOTS, CHECKPOINTS = BENCH / "results", BENCH / "plots", BENCH / "checkpoints"
 RUN_FILES = ["progress.csv", "eval.json", "args.json", "commands.txt"]
 MAX_WEIGHTS_BYTES = 8 * 1024 * 1024
-FRAMES_PER_AGENT_STEP = {"PongNoFrameskip-v4": 4, "ALE/Pong-v5": 4, "Pong-v4": 3.5}  # Pong-v4 skips 2-4 frames
 
 
 def collect(run_dir: Path, name: str, note: str) -> None:
     from throughput import hardware
 
+    weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()), None)
+    if weights is not None and weights.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise SystemExit(f"{weights} is {weights.stat().st_size / 2**20:.1f} MB, over the 8 MB limit: "
+                         "ship a smaller copy (e.g. float16) by hand")
     dest = RESULTS / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in RUN_FILES:
         if (run_dir / f).exists():
             shutil.copy(run_dir / f, dest / f)
-    weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()), None)
     if weights is not None:
-        if weights.stat().st_size > MAX_WEIGHTS_BYTES:
-            raise SystemExit(f"{weights} is {weights.stat().st_size / 2**20:.1f} MB: over the 8 MB limit")
         CHECKPOINTS.mkdir(exist_ok=True)
         shutil.copy(weights, CHECKPOINTS / f"{name}{weights.suffix}")
     meta = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note, "run_dir": str(run_dir),
@@ -102,9 +102,9 @@ def score_table() -> list[str]:
         ev = json.loads((dest / "eval.json").read_text()) if (dest / "eval.json").exists() else None
         png = plot(dest.name, rows)
         steps, wall = int(rows["global_step"][-1]), float(rows["wall_time_s"][-1])
-        frames = steps * FRAMES_PER_AGENT_STEP.get(args["env_id"], 4)
-        commands = (dest / "commands.txt").read_text().strip().splitlines()
-        command = "<br>".join(f"`{c.split(' ', 1)[1]}`" for c in commands)
+        frames = steps * args.get("frameskip", 4)  # dqn_cnn always skips 4; the others say so in their args
+        commands = (dest / "commands.txt").read_text().strip().splitlines() if (dest / "commands.txt").exists() else []
+        command = "<br>".join(f"`{c.split(' ', 1)[1]}`" for c in commands) or "(not recorded)"
         score = f"{ev['mean']:.2f} ± {ev['std']:.2f} ({ev['episodes']})" if ev else "not evaluated"
         lines.append(f"| [{dest.name}](plots/{png.name}) | {score} | {mean_last(rows['episodic_return'])[-1]:.2f} | "
                      f"{steps:,} | {frames:,.0f} | {hours(wall)} | {steps / wall:.0f} | {meta['hardware']} | "
@@ -119,15 +119,19 @@ def throughput_table() -> list[str]:
     data = json.loads(path.read_text())
     cases, meta = data["cases"], data["meta"]
     sb3 = cases.get("sb3_dqn", {}).get("sps")
+    ceiling = cases.get("env_1", {}).get("sps")
     lines = [f"Measured {meta['date']} on {meta['hardware']}, one case after another in one run, "
-             f"{meta['steps']:,} agent steps each, the first {meta['warmup_steps']:,} excluded.", "",
-             "| case | agent steps/s | vs SB3 DQN | what ran |", "|---|---|---|---|"]
+             f"{meta['steps']:,} agent steps each, the first {meta['warmup_steps']:,} excluded; "
+             f"{meta.get('note', '')}. Command: `OMP_NUM_THREADS=1 python benchmark/throughput.py "
+             f"--steps {meta['steps']} --warmup-steps {meta['warmup_steps']}`.", "",
+             "| case | agent steps/s | vs SB3 DQN | share of the 1-env ceiling | what ran |", "|---|---|---|---|---|"]
     for name, c in cases.items():
         if "sps" not in c:
-            lines.append(f"| {name} | {'failed: ' + c.get('error', '')[:80] if 'error' in c else '-'} | | |")
+            lines.append(f"| {name} | {'failed: ' + c.get('error', '')[:80] if 'error' in c else '-'} | | | |")
             continue
         ratio = f"{c['sps'] / sb3:.2f}x" if sb3 else ""
-        lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {c.get('command', '')} |")
+        share = f"{c['sps'] / ceiling:.2f}" if ceiling and name.startswith(("dqn", "sb3")) else ""
+        lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {share} | {c.get('command', '')} |")
     if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
         ms = cases["dqn_breakdown"]["ms_per_agent_step"]
         lines += ["", "Where dqn_cnn.py's time goes, ms per agent step (one env, one gradient step per 4 steps): " +

@@ -68,7 +68,8 @@ def script_sps(script: str, flags: list[str], steps: int, warmup_steps: int) -> 
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{script} failed: {proc.stderr[-1500:]}")
-        return {**steady_sps(run_dir, warmup_steps), "command": " ".join(["python", script, *cmd[3:7], *flags])}
+        return {**steady_sps(run_dir, warmup_steps),
+                "command": " ".join(["python", script, "--total-timesteps", str(steps), "--seed", "1", *flags])}
 
 
 def ensure_sb3_venv() -> Path:
@@ -174,7 +175,7 @@ def main() -> None:
         print(f"{name} ...", flush=True)
         try:
             cases[name] = fn()
-        except (RuntimeError, FileNotFoundError) as e:
+        except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as e:
             cases[name] = {"error": str(e)}
         print(f"  {json.dumps(cases[name])[:300]}", flush=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
