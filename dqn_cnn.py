@@ -23,7 +23,9 @@ Where this departs from the seed, and why (all are flags, so the seed's setup st
   ch. 8 shows n-step speeding Pong up over 1-step DQN); `--n-step 1` is the Nature target.
 - `--buffer-size 50000`: the seed's 10k replay at 4x the data per update would hold only 2.5k
   updates of history; 50k keeps roughly the seed's age of data in updates.
-- `--compile`: `torch.compile` of the update cut it from 17.7 to 12.9 ms on this machine's 2 cores.
+- `--compile`: `torch.compile` of the gradient step cuts it from 28.8 to 20.8 ms on one CPU thread
+  (benchmark/RESULTS.md, "where the time goes": learning is ~90% of a step; acting, the env and
+  replay sampling share the rest), so it is on by default.
 - Replay stores each 84x84 frame once (uint8) and rebuilds the stacks at sampling time with one
   fancy-index copy: 1M transitions take ~7 GB, not the ~56 GB of stored stacked pairs.
 """
