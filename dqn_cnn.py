@@ -240,6 +240,14 @@ class FrameReplay:
         self.rewards[p], self.terminated[p], self.episode_end[p] = reward, terminated, terminated | truncated
         self.pos, self.count = (p + 1) % self.rows, min(self.count + 1, self.rows)
 
+    def cut_episodes(self) -> None:
+        """End every stream's episode at its newest row: on resume the emulators restart, so nothing links
+        the stored games to the new ones. The newest row's action led nowhere stored, so it is not sampled."""
+        if self.count >= 2:
+            last = (self.pos - 1) % self.rows
+            self.acted[last] = False
+            self.episode_end[(last - 1) % self.rows] |= self.acted[(last - 1) % self.rows]
+
     def _stack_offsets(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
         """Indices of the 4 rows of each state, plus a mask of the frames that precede an episode start."""
         idx = (rows[:, None] + np.arange(-3, 1)) % self.rows
@@ -502,6 +510,7 @@ def main(args: Args) -> None:
         target_network.load_state_dict(ckpt["target_model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         replay.load_state_dict(ckpt["replay"])
+        replay.cut_episodes()
         global_step, episode, grad_steps = ckpt["global_step"], ckpt["episode"], ckpt["grad_steps"]
         wall_before = ckpt["wall_time_s"]
         recent = list(ckpt["recent_returns"])

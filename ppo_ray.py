@@ -286,6 +286,8 @@ def combine_stats(stats: list[tuple[int, float, float]]) -> tuple[float, float]:
 def ppo_loss(model: nn.Module, x: torch.Tensor, up: torch.Tensor, behaviour_logp: torch.Tensor,
              advantages: torch.Tensor, clip_coef: float, ent_coef: float):
     """Per-sample PPO-clip loss (surrogate minus entropy bonus) and its per-sample parts for logging."""
+    # The behaviour policy and the advantages are data: the gradient moves the current policy only.
+    behaviour_logp, advantages = behaviour_logp.detach(), advantages.detach()
     logits = model(x)
     logratio = log_prob(logits, up) - behaviour_logp
     ratio = logratio.exp()

@@ -27,10 +27,18 @@ def fill_with_random_pong(replay: dqn_cnn.FrameReplay, steps: int, num_envs: int
     return stacks
 
 
+ROWS, STEPS = 2500, 3000  # the buffer wraps: rows 0..499 hold steps 2500..2999
+
+
+def step_of(rows: np.ndarray) -> np.ndarray:
+    return np.where(rows < STEPS - ROWS, rows + ROWS, rows)
+
+
 @pytest.fixture(scope="module")
 def pong_replay():
-    replay = dqn_cnn.FrameReplay(capacity=3 * 2500, num_envs=3, n_step=3, gamma=0.99)
-    stacks = fill_with_random_pong(replay, 2500, 3)
+    replay = dqn_cnn.FrameReplay(capacity=3 * ROWS, num_envs=3, n_step=3, gamma=0.99)
+    stacks = fill_with_random_pong(replay, STEPS, 3)
+    assert replay.pos == STEPS - ROWS and replay.count == ROWS
     assert replay.first.sum() > 3, "the fixture needs episode boundaries inside the buffer"
     return replay, stacks
 
@@ -48,10 +56,13 @@ def test_sampled_states_equal_the_stacks_the_env_produced(pong_replay):
     rows, envs = replay.sample_rows(4000, np.random.default_rng(1))
     obs, actions, _, _, _ = replay.batch(rows, envs)
     assert obs.dtype == np.uint8 and obs.shape == (4000, 4, 84, 84)
-    np.testing.assert_array_equal(obs, stacks[rows, envs])
+    steps = step_of(rows)
+    assert steps.min() >= STEPS - ROWS + 3, "sampled a state whose earlier frames were overwritten"
+    np.testing.assert_array_equal(obs, stacks[steps, envs])
     np.testing.assert_array_equal(actions, replay.actions[rows, envs])
-    starts = replay.first[rows, envs] | replay.first[rows - 1, envs]
+    starts = replay.first[rows, envs] | replay.first[(rows - 1) % ROWS, envs]
     assert starts.any(), "no sampled state straddles an episode start"
+    assert (rows < STEPS - ROWS).any() and (rows >= STEPS - ROWS).any(), "the sample missed the wrapped part"
 
 
 def test_nstep_returns_and_next_states_against_a_step_by_step_walk(pong_replay):
@@ -61,14 +72,15 @@ def test_nstep_returns_and_next_states_against_a_step_by_step_walk(pong_replay):
     for i, (t, e) in enumerate(zip(rows, envs)):
         g, d, k = 0.0, 1.0, 0
         while k < replay.n_step:
-            g += d * np.sign(replay.rewards[t + k, e])
+            row = (t + k) % ROWS
+            g += d * np.sign(replay.rewards[row, e])
             d *= replay.gamma
             k += 1
-            if replay.episode_end[t + k - 1, e]:
-                d = 0.0 if replay.terminated[t + k - 1, e] else d
+            if replay.episode_end[row, e]:
+                d = 0.0 if replay.terminated[row, e] else d
                 break
         assert returns[i] == pytest.approx(g, abs=1e-6) and discount[i] == pytest.approx(d, abs=1e-7)
-        np.testing.assert_array_equal(next_obs[i], stacks[t + k, e])
+        np.testing.assert_array_equal(next_obs[i], stacks[step_of(np.array([t]))[0] + k, e])
     assert (discount == 0).any() and (returns != 0).any(), "the sample missed game ends or points"
 
 
@@ -91,6 +103,19 @@ def test_nstep_return_by_hand_on_a_tiny_stream():
     # row 8's stack reaches back to row 5, the episode's first frame, and no further
     assert next_obs[4, :, 0, 0].tolist() == [5, 6, 7, 8]
     assert next_obs[3, :, 0, 0].tolist() == [1, 2, 3, 4]
+
+
+def test_resume_cut_keeps_n_step_targets_inside_the_stored_game():
+    replay = dqn_cnn.FrameReplay(capacity=8, num_envs=1, n_step=3, gamma=0.5, frame_shape=(1, 1))
+    for t in range(6):
+        replay.add(np.full((1, 1, 1), t, np.uint8), np.array([t == 0]), np.array([True]), np.array([0]),
+                   np.array([1.0], np.float32), np.array([False]), np.array([False]))
+    replay.cut_episodes()
+    assert not replay.acted[5, 0], "the newest row's action led to no stored frame"
+    _, _, returns, discount, next_obs = replay.batch(np.array([3, 4]), np.zeros(2, np.int64))
+    np.testing.assert_allclose(returns, [1.5, 1.0])  # row 3: 1 + .5 * 1, cut after row 4
+    np.testing.assert_allclose(discount, [0.25, 0.5])  # bootstrapped from row 5, the last stored frame
+    assert next_obs[:, -1, 0, 0].tolist() == [5, 5]
 
 
 def test_td_loss_matches_the_formula_and_leaves_the_target_network_untouched():
