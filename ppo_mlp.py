@@ -527,6 +527,16 @@ def write_eval(run_dir: Path, returns: list[float], checkpoint: str) -> dict:
     return report
 
 
+def trim_progress(csv_path: Path, episodes: int) -> None:
+    """Drop rows an interrupted run logged after its last checkpoint, so the resumed curve continues from there."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if int(r[1]) <= episodes]
+    if len(kept) != len(rows):
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+
 def pick_device(want_cuda: bool) -> torch.device:
     if want_cuda and not torch.cuda.is_available():
         print("CUDA not available: running on CPU")
@@ -611,6 +621,8 @@ def main(args: Args) -> None:
                     "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     csv_path = run_dir / "progress.csv"
     new_csv = not csv_path.exists() or ckpt is None
+    if not new_csv:
+        trim_progress(csv_path, episode)
     csv_file = open(csv_path, "w" if new_csv else "a", newline="")
     csv_writer = csv.writer(csv_file)
     if new_csv:
@@ -717,6 +729,9 @@ def main(args: Args) -> None:
             next_save = (global_step // args.save_every + 1) * args.save_every
 
     checkpoint()
+    # From here on (final evaluation) Ctrl-C interrupts as usual: the checkpoint is written.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     progress.close()
     csv_file.close()
     envs.close()

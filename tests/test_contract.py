@@ -69,6 +69,8 @@ def test_resume_continues_from_the_step_it_stopped_at(script, smoke_runs):
     ckpt = run_dir / checkpoint_name(script)
     stopped_at = checkpoint_step(ckpt)
     rows_before = read_progress(run_dir)
+    with open(run_dir / "progress.csv", "a") as f:  # a row logged after the checkpoint, then a crash
+        f.write(f"{stopped_at + 1},{len(rows_before) + 1},99,1,1.0,1.0\n")
     more = str(stopped_at + 3000)  # enough for new episodes to end, so the checks below check something
     flags = [f for f in smoke_flags(script)]
     flags[1] = more
@@ -80,6 +82,7 @@ def test_resume_continues_from_the_step_it_stopped_at(script, smoke_runs):
     assert rows_after[:len(rows_before)] == rows_before, "resume rewrote the existing curve"
     new = rows_after[len(rows_before):]
     assert new, "no episode ended after the resume"
+    assert all(float(r["episodic_return"]) != 99 for r in new), "the row logged after the checkpoint survived"
     assert all(int(r["global_step"]) > stopped_at for r in new)
     assert all(int(r["episode"]) > len(rows_before) for r in new)
 
