@@ -46,12 +46,10 @@ Defaults, and why (every seed setting stays reachable; the seed's run is roughly
 - `--torch-threads 1`: the per-step inference and the sparse update are small ops that a second
   thread slows down (embedding-bag step 6.5 ms on 1 thread, 75 ms on 2 with the env threads and
   a background run competing for the 2 cores).
-Measured here with the defaults (2 cores shared with a background DQN run, load average ~5.7): the
-vector env alone ~5000 agent steps/s (random actions, 8 envs); the whole loop 1,778 SPS over 20k
-steps, 3,536 SPS counting only the time in `envs.step` (`charts/SPS`, `charts/env_SPS`). A 3-minute
-sanity run (92k steps at ~600 SPS under heavier load) showed the mechanics working (explained
-variance 0 -> 0.7, approx KL ~5e-4, clip fraction ~2%, entropy 0.69 -> 0.26) but, as expected that
-early, no score gain yet (-21). The learning curve and the +14 claim are benchmark/RESULTS.md's.
+Evidence for these defaults: one run, `python ppo_mlp.py --total-timesteps 6000000 --seed 1`, on this
+2-core CPU (a DQN run shared the machine): the mean-100 training return passed +14 at 4.03M agent
+steps after 27 minutes and peaked at +17.1; 6M steps took 41 minutes at ~2,450 SPS (the vector env
+alone: ~5,100). Curve, weights and the exact evaluation command: benchmark/RESULTS.md.
 
 Rollouts are stored per vector step: under NextStep autoreset the step after an episode's end
 only resets that env and ignores its action, so it is no agent step (not counted, left out of
