@@ -121,8 +121,8 @@ def throughput_table() -> list[str]:
     sb3 = cases.get("sb3_dqn", {}).get("sps")
     ceiling = cases.get("env_1", {}).get("sps")
     lines = [f"Measured {meta['date']} on {meta['hardware']}, one case after another in one run, "
-             f"{meta['steps']:,} agent steps each, the first {meta['warmup_steps']:,} excluded; "
-             f"{meta.get('note', '')}. Command: `OMP_NUM_THREADS=1 python benchmark/throughput.py "
+             f"{meta['steps']:,} agent steps each, the first {meta['warmup_steps']:,} excluded. "
+             f"{meta.get('note', '')} Command: `{meta.get('env_prefix', '')}python benchmark/throughput.py "
              f"--steps {meta['steps']} --warmup-steps {meta['warmup_steps']}`.", "",
              "| case | agent steps/s | vs SB3 DQN | share of the 1-env ceiling | what ran |", "|---|---|---|---|---|"]
     for name, c in cases.items():

@@ -163,12 +163,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25_000, help="agent steps of each whole-loop run")
     p.add_argument("--warmup-steps", type=int, default=5_000, help="steps excluded from the timing")
     p.add_argument("--out", default=str(ROOT / "benchmark" / "throughput.json"))
+    p.add_argument("--note", default="", help="what else ran on the machine, thread settings, ...")
     a = p.parse_args()
     wanted = set(a.only or ["env", "breakdown", "sb3_dqn", *CASES])
     out = Path(a.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results["meta"] = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(), "steps": a.steps,
-                       "warmup_steps": a.warmup_steps, "python": platform.python_version()}
+                       "warmup_steps": a.warmup_steps, "python": platform.python_version(),
+                       "env_prefix": "".join(f"{k}={os.environ[k]} " for k in ("OMP_NUM_THREADS",) if k in os.environ),
+                       "note": a.note}
     cases = results.setdefault("cases", {})
 
     def record(name, fn):
