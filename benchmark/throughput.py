@@ -1,5 +1,7 @@
 """Training throughput side by side, in one run: the env alone (the ceiling), each agent script's whole
-loop, and Stable-Baselines3's DQN at identical settings; plus where dqn_cnn.py's time goes.
+loop, and Stable-Baselines3's DQN at the same training settings (train frequency 4, batch 32, 50k
+replay, learning starts 1000; dqn_cnn.py keeps its 3-step targets, which cost the same compute as
+1-step ones); plus where dqn_cnn.py's time goes.
 
     python benchmark/throughput.py            # everything, ~20 minutes on 2 cores
     python benchmark/throughput.py --only dqn_cnn sb3_dqn env
