@@ -471,6 +471,7 @@ class Progress:
 def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device,
              video_dir: Optional[Path] = None) -> list[float]:
     """Play `episodes` full games; each env plays its fixed share, so short games are not favoured."""
+    torch.manual_seed(seed)  # the sampled actions, so that the same seed replays the same games
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
     envs = make_env(args.env_id, num_envs, args.frameskip)
