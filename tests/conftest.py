@@ -84,6 +84,14 @@ def copy_alone(script: str, folder: Path) -> Path:
     return Path(shutil.copy(ROOT / script, folder / script))
 
 
+def assert_one_line_error(proc, flag: str) -> None:
+    """Exit code 2 and exactly one line on stderr, naming the flag; no traceback."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert flag in lines[0], lines[0]
+
+
 def read_progress(run_dir: Path) -> list[dict]:
     with open(run_dir / "progress.csv", newline="") as f:
         reader = csv.DictReader(f)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ROOT, SCRIPTS, checkpoint_name, checkpoint_step, copy_alone, read_progress, run_script,
-                      smoke_flags, start_script, tensorboard_tags, uses_torch)
+from conftest import (ROOT, SCRIPTS, assert_one_line_error, checkpoint_name, checkpoint_step, copy_alone,
+                      read_progress, run_script, smoke_flags, start_script, tensorboard_tags, uses_torch)
 
 COMMON_FLAGS = ["--exp-name", "--seed", "--env-id", "--total-timesteps", "--capture-video", "--track",
                 "--save-every", "--resume", "--eval-checkpoint", "--eval-episodes", "--run-dir"]
@@ -20,13 +20,6 @@ TORCH_FLAGS = ["--cuda", "--no-cuda", "--torch-deterministic"]
 REPO_MODULES = {Path(s).stem for s in SCRIPTS} | {"tests", "benchmark", "conftest"}
 
 pytestmark = pytest.mark.parametrize("script", SCRIPTS)
-
-
-def assert_one_line_error(proc, flag: str) -> None:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert flag in lines[0], lines[0]
 
 
 def test_help_lists_the_common_flags(script):

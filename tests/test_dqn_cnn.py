@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dqn_cnn
-from conftest import ROOT, run_script
+from conftest import ROOT, assert_one_line_error, run_script
 
 
 def fill_with_random_pong(replay: dqn_cnn.FrameReplay, steps: int, num_envs: int, seed: int = 0):
@@ -164,6 +164,5 @@ def test_same_seed_gives_the_same_weights_after_the_first_updates(tmp_path):
 ])
 def test_nonsense_values_are_rejected_with_one_line(flags, flag, tmp_path):
     proc = run_script(ROOT / "dqn_cnn.py", *flags, "--run-dir", str(tmp_path / "run"), timeout=60)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and flag in lines[0], proc.stderr
+    assert_one_line_error(proc, flag)
     assert not (tmp_path / "run").exists()

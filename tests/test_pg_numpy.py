@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import ROOT, read_progress, run_script, smoke_flags
+from conftest import ROOT, assert_one_line_error, read_progress, run_script, smoke_flags
 
 SCRIPT = ROOT / "pg_numpy.py"
 
@@ -341,13 +341,6 @@ def test_resume_trims_the_rows_logged_after_the_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------------------- bad input
-def assert_one_line_error(proc, flag: str) -> None:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert flag in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("flags, flag", [
     (["--batch-episodes", "0"], "--batch-episodes"),
     (["--learning-rate", "-1"], "--learning-rate"),

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_script
-from test_contract import assert_one_line_error
+from conftest import ROOT, assert_one_line_error, run_script
 
 spec = importlib.util.spec_from_file_location("ppo_mlp", ROOT / "ppo_mlp.py")
 ppo = sys.modules["ppo_mlp"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
