@@ -109,15 +109,23 @@ def checkpoint_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
-def tensorboard_tags(run_dir: Path) -> set[str]:
+def tensorboard_events(run_dir: Path):
+    """All TensorBoard event files of a run dir, read in order (so a resume's purge applies), as one accumulator."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = set()
-    for events in run_dir.glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        tags |= set(acc.Tags()["scalars"])
-    return tags
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return acc
+
+
+def tensorboard_tags(run_dir: Path) -> set[str]:
+    return set(tensorboard_events(run_dir).Tags()["scalars"])
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of every logged point of one scalar."""
+    acc = tensorboard_events(run_dir)
+    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, copy_alone, read_progress, smoke_flags
+from conftest import ROOT, copy_alone, read_progress, scalars, smoke_flags
 
 SCRIPT = ROOT / "ppo_ray.py"
 RAY_BIN = Path(sys.executable).parent / "ray"
@@ -260,18 +260,6 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.1)
 
 
-def scalars(run_dir: Path, tag: str) -> list[float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    values = []
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if tag in acc.Tags()["scalars"]:
-            values += [e.value for e in acc.Scalars(tag)]
-    return values
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -385,7 +373,7 @@ def test_a_worker_killed_mid_run_is_survived_and_reported(max_restarts, outcome,
     else:
         assert "worker 0 dropped: out of restarts" in out and ("0", "dropped", started["0"]) in events
         assert not any(e == "restarted" for _, e, _ in events)
-    assert max(scalars(run_dir, "charts/worker_failures")) >= 1
+    assert max(value for _, value in scalars(run_dir, "charts/worker_failures")) >= 1
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert ckpt["worker_failures"] >= 1 and ckpt["global_step"] >= total
     assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 1
