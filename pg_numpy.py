@@ -69,7 +69,7 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional
 
@@ -330,8 +330,9 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-TRAINING_KEYS = {"W1", "W2", "cache_W1", "cache_W2", "global_step", "episode", "updates", "running_mean",
-                 "wall_time_s", "recent_returns", "numpy_rng", "args"}
+WEIGHT_KEYS = {"W1", "W2", "global_step", "args"}  # final_model.npz: enough to evaluate
+TRAINING_KEYS = WEIGHT_KEYS | {"cache_W1", "cache_W2", "episode", "updates", "running_mean", "wall_time_s",
+                               "recent_returns", "numpy_rng"}  # checkpoint.npz: enough to resume
 
 
 def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
@@ -351,26 +352,42 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     if not isinstance(script, np.ndarray) or script.dtype.kind != "U" or str(script) != SCRIPT:
         other = str(script) if isinstance(script, np.ndarray) and script.dtype.kind == "U" else None
         raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
-    missing = TRAINING_KEYS - set(ckpt)
+    if flag == "--resume" and WEIGHT_KEYS <= set(ckpt) and "cache_W1" not in ckpt:
+        raise BadInput(f"{flag} {path!r}: holds weights only (final_model.npz); resume from checkpoint.npz")
+    missing = (TRAINING_KEYS if flag == "--resume" else WEIGHT_KEYS) - set(ckpt)
     if missing:
         raise BadInput(f"{flag} {path!r}: incomplete {SCRIPT}.py checkpoint (lacks {', '.join(sorted(missing))})")
     try:
-        ckpt["args"], ckpt["numpy_rng"] = json.loads(str(ckpt["args"])), json.loads(str(ckpt["numpy_rng"]))
+        ckpt["args"] = json.loads(str(ckpt["args"]))
+        if "numpy_rng" in ckpt:
+            ckpt["numpy_rng"] = json.loads(str(ckpt["numpy_rng"]))
     except ValueError:
         raise BadInput(f"{flag} {path!r}: damaged {SCRIPT}.py checkpoint (unreadable args or RNG state)") from None
     return ckpt, p
 
 
 def resume_command(run_dir: Path) -> str:
-    """This run's own command line with `--resume` in place of `--run-dir`, so a resume keeps its settings."""
-    kept, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip or arg in ("--run-dir", "--resume"):
-            skip = not skip
+    """How to continue this run: a resume takes the run's saved settings as its defaults (`saved_settings`)."""
+    return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
+
+
+def saved_settings(argv: list[str]) -> dict:
+    """With `--resume`, the run's own settings (its args.json) as defaults, so `--resume DIR` alone continues the
+    run as it was started, and a flag given beside it still wins. {} when none are readable (`main` says why)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--resume="):
+            path = Path(arg.split("=", 1)[1])
+        elif arg == "--resume" and i + 1 < len(argv):
+            path = Path(argv[i + 1])
+        else:
             continue
-        if not arg.startswith(("--run-dir=", "--resume=")):
-            kept.append(arg)
-    return f"python {SCRIPT}.py {shlex.join([*kept, '--resume', str(run_dir)])}"
+        try:
+            saved = json.loads(((path if path.is_dir() else path.parent) / "args.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
+        return {k: v for k, v in saved.items() if k in settings} if isinstance(saved, dict) else {}
+    return {}
 
 
 def save_atomic(arrays: dict, path: Path) -> None:
@@ -657,6 +674,7 @@ def main(args: Args) -> None:
 
     checkpoint()
     progress.update(global_step, sps, float(np.mean(recent[-100:])) if recent else math.nan,
+                    f" | running mean {running_mean if running_mean is not None else math.nan:6.2f}"
                     f" | episodes {episode} | updates {updates}", force=True)
     progress.close()
     csv_file.close()
@@ -667,9 +685,12 @@ def main(args: Args) -> None:
               f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
         sys.exit(128 + stop_signal[0])
 
+    # The weights alone (float32, 5 MB): what to ship and evaluate; checkpoint.npz adds RMSProp's cache to resume.
+    save_atomic({"script": np.array(SCRIPT), "args": np.array(json.dumps(asdict(args))), "W1": model["W1"],
+                 "W2": model["W2"], "global_step": np.array(global_step)}, run_dir / "final_model.npz")
     returns = evaluate(model, args.env_id, args.eval_episodes, args.seed + 10_000, args.eval_argmax,
                        run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "checkpoint.npz"), global_step, args.eval_argmax)
+    report = write_eval(run_dir, returns, str(run_dir / "final_model.npz"), global_step, args.eval_argmax)
     writer.add_scalar("eval/mean_return", report["mean"], global_step)
     writer.close()
     print(f"done: {global_step:,} steps, {episode} episodes, {updates} updates, "
@@ -679,6 +700,6 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(tyro.cli(Args, default=Args(**saved_settings(sys.argv[1:]))))
     except BadInput as e:
         fail(str(e))

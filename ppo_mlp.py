@@ -69,7 +69,7 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -430,15 +430,27 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
 
 
 def resume_command(run_dir: Path) -> str:
-    """This run's own command line with `--resume` in place of `--run-dir`, so a resume keeps its settings."""
-    kept, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip or arg in ("--run-dir", "--resume"):
-            skip = not skip
+    """How to continue this run: a resume takes the run's saved settings as its defaults (`saved_settings`)."""
+    return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
+
+
+def saved_settings(argv: list[str]) -> dict:
+    """With `--resume`, the run's own settings (its args.json) as defaults, so `--resume DIR` alone continues the
+    run as it was started, and a flag given beside it still wins. {} when none are readable (`main` says why)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--resume="):
+            path = Path(arg.split("=", 1)[1])
+        elif arg == "--resume" and i + 1 < len(argv):
+            path = Path(argv[i + 1])
+        else:
             continue
-        if not arg.startswith(("--run-dir=", "--resume=")):
-            kept.append(arg)
-    return f"python {SCRIPT}.py {shlex.join([*kept, '--resume', str(run_dir)])}"
+        try:
+            saved = json.loads(((path if path.is_dir() else path.parent) / "args.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
+        return {k: v for k, v in saved.items() if k in settings} if isinstance(saved, dict) else {}
+    return {}
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -758,6 +770,6 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(tyro.cli(Args, default=Args(**saved_settings(sys.argv[1:]))))
     except BadInput as e:
         fail(str(e))

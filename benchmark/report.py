@@ -112,6 +112,27 @@ def score_table() -> list[str]:
     return lines
 
 
+# The seed (../shared/seeds/002_*.txt, Ray's pg-pong example) quotes, on 64 physical cores: a batch of 1 game in
+# ~1 s and a batch of 10 games (10 actors) in ~2.5 s, for an untrained policy. A game lost 0-21 lasts ~3,400
+# emulator frames (our untrained runs: ~850 agent steps x frame skip 4). One actor holds one core in both.
+SEED_FRAMES_PER_GAME = 3_400
+SEED_QUOTES = ((1, 1.0), (10, 2.5))  # (games in the batch = actors busy, seconds)
+
+
+def seed_comparison(sps_1worker: float, sps_2workers: float) -> list[str]:
+    rows = ["| what | actors | emulator frames/s | per actor |", "|---|---|---|---|"]
+    for games, seconds in SEED_QUOTES:
+        fps = games * SEED_FRAMES_PER_GAME / seconds
+        rows.append(f"| the seed, batch of {games} (its text; 64-core machine) | {games} | ~{fps:,.0f} | "
+                    f"~{fps / games:,.0f} |")
+    for workers, sps in ((1, sps_1worker), (2, sps_2workers)):
+        rows.append(f"| ppo_ray.py, {workers} worker{'s' * (workers > 1)}, 4 PPO epochs (measured above) | "
+                    f"{workers} | {sps * 4:,.0f} | {sps * 4 / workers:,.0f} |")
+    return ["Beside the seed's own timings, per actor, i.e. per core (the seed's frames are estimated at "
+            f"{SEED_FRAMES_PER_GAME:,} per lost game; its CPU is not ours; ours include the learner on the same 2 cores):",
+            "", *rows]
+
+
 def throughput_table() -> list[str]:
     path = BENCH / "throughput.json"
     if not path.exists():
@@ -119,25 +140,34 @@ def throughput_table() -> list[str]:
     data = json.loads(path.read_text())
     cases, meta = data["cases"], data["meta"]
     sb3 = cases.get("sb3_dqn", {}).get("sps")
-    ceiling = cases.get("env_1", {}).get("sps")
-    lines = [f"Measured {meta['date']} on {meta['hardware']}, one case after another in one run, "
-             f"{meta['steps']:,} agent steps each, the first {meta['warmup_steps']:,} excluded. "
-             f"{meta.get('note', '')} Command: `{meta.get('env_prefix', '')}python benchmark/throughput.py "
-             f"--steps {meta['steps']} --warmup-steps {meta['warmup_steps']}`.", "",
-             "| case | agent steps/s | vs SB3 DQN | share of the 1-env ceiling | what ran |", "|---|---|---|---|---|"]
+    lines = [f"Measured on {meta['hardware']} with `python benchmark/throughput.py` (`--only <case>` reruns one "
+             "case). Whole-loop SPS is steady state: the timing window excludes start-up; its size is in the row.",
+             "", "| case | agent steps/s | vs SB3 DQN | timing window | what ran | measured |", "|---|---|---|---|---|---|"]
     for name, c in cases.items():
         if "sps" not in c and "error" not in c:
             continue  # the breakdown, below the table
         if "sps" not in c:
-            lines.append(f"| {name} | {'failed: ' + c.get('error', '')[:80] if 'error' in c else '-'} | | | |")
+            lines.append(f"| {name} | failed: {c['error'][:80]} | | | | {c.get('date', '')} |")
             continue
         ratio = f"{c['sps'] / sb3:.2f}x" if sb3 else ""
-        share = f"{c['sps'] / ceiling:.2f}" if ceiling and name.startswith(("dqn", "sb3")) else ""
-        lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {share} | {c.get('command', '')} |")
+        window = f"{c['steps']:,} steps" + (f", {c['seconds']:.0f} s" if "seconds" in c else "")
+        lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {window} | {c.get('command', '')} | "
+                     f"{c.get('run', c.get('date', ''))}: {c.get('note', '')} |")
+    one, two = cases.get("ppo_ray_1worker", {}), cases.get("ppo_ray_2workers", {})
+    if "sps" in one and "sps" in two:
+        same_run = one.get("run") is not None and one.get("run") == two.get("run")
+        lines += ["", f"ppo_ray.py from 1 to 2 workers: {two['sps'] / one['sps']:.2f}x "
+                  f"({one['sps']:,.0f} -> {two['sps']:,.0f} agent steps/s"
+                  + (", measured in one run)." if same_run else "; not measured in the same run)."),
+                  "", *seed_comparison(one["sps"], two["sps"])]
     if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
         ms = cases["dqn_breakdown"]["ms_per_agent_step"]
         lines += ["", "Where dqn_cnn.py's time goes, ms per agent step (one env, one gradient step per 4 steps): " +
                   ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + "."]
+    if "ppo_ray_breakdown" in cases and "ms_per_round" in cases["ppo_ray_breakdown"]:
+        b = cases["ppo_ray_breakdown"]
+        lines += ["", "One ppo_ray.py gradient round, ms (" + b["note"] + "): " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in b["ms_per_round"].items()) + "."]
     return lines
 
 

@@ -33,16 +33,19 @@ SB3_VENV = ROOT / "benchmark" / ".sb3-venv"
 SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "ale-py==0.12.1", "gymnasium==1.4.0",
                 "opencv-python-headless==5.0.0.93"]
 
-# name -> (script, flags). DQN cases share SB3's settings: train frequency 4, batch 32, 50k replay.
+# name -> (script, flags, agent steps, warm-up steps). DQN cases share SB3's settings: train frequency 4, batch
+# 32, 50k replay. The policy-gradient scripts run 10-20x faster, so they get runs long enough for a timing window
+# of several minutes: many rollout/update cycles, well past start-up (Ray's included).
 DQN_SETTINGS = ["--learning-starts", "1000", "--train-frequency", "4", "--batch-size", "32", "--buffer-size", "50000"]
+DQN_STEPS, PG_STEPS = (25_000, 5_000), (400_000, 50_000)
 CASES = {
-    "dqn_cnn": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1", "--no-compile"]),
-    "dqn_cnn_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1"]),
-    "dqn_cnn_4envs_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "4"]),
-    "pg_numpy": ("pg_numpy.py", []),
-    "ppo_mlp": ("ppo_mlp.py", []),
-    "ppo_ray_1worker": ("ppo_ray.py", ["--num-workers", "1"]),
-    "ppo_ray_2workers": ("ppo_ray.py", ["--num-workers", "2"]),
+    "dqn_cnn": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1", "--no-compile"], *DQN_STEPS),
+    "dqn_cnn_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1"], *DQN_STEPS),
+    "dqn_cnn_4envs_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "4"], *DQN_STEPS),
+    "pg_numpy": ("pg_numpy.py", [], *PG_STEPS),
+    "ppo_mlp": ("ppo_mlp.py", [], *PG_STEPS),
+    "ppo_ray_1worker": ("ppo_ray.py", ["--num-workers", "1"], *PG_STEPS),
+    "ppo_ray_2workers": ("ppo_ray.py", ["--num-workers", "2"], *PG_STEPS),
 }
 
 
@@ -112,6 +115,80 @@ def env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
             "command": f"ale_py AtariVectorEnv, {num_envs} env(s), DeepMind preprocessing, random actions"}
 
 
+def raw_env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
+    """Random UP/DOWN in the raw-RGB vector env (1 thread) that each ppo_ray.py worker, and pg_numpy.py, play."""
+    sys.path.insert(0, str(ROOT))
+    import ppo_ray
+
+    envs = ppo_ray.make_env("pong", 0.0, 4, num_envs, num_threads=1)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        envs.step(rng.integers(2, 4, num_envs))
+        steps += num_envs
+    return {"sps": steps / (time.perf_counter() - start), "steps": steps,
+            "command": f"ale_py AtariVectorEnv, {num_envs} env(s), 1 thread, raw 210x160 RGB, frameskip 4, "
+                       "random UP/DOWN: one ppo_ray worker's games, without the agent"}
+
+
+def ray_breakdown(rounds: int = 200) -> dict:
+    """Milliseconds per ppo_ray.py gradient round: Ray's hand-off alone (weights out, a same-sized gradient back
+    from each of 2 workers, no computing), a worker's minibatch gradient and the learner's average + Adam step."""
+    import ray
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import ppo_ray
+
+    torch.set_num_threads(1)
+    model = ppo_ray.Policy()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-5, fused=True)
+    rng = np.random.default_rng(0)
+    n = 128  # one minibatch of one worker at the defaults: 2 workers x 4 games x 128 steps / 4 minibatches / 2
+    x = (rng.random((n, ppo_ray.D)) < 0.004).astype(np.int8) - (rng.random((n, ppo_ray.D)) < 0.004).astype(np.int8)
+    batch = {"x": x, "up": rng.random(n) < 0.5, "logp": np.full(n, np.log(0.5), np.float32),
+             "returns": rng.standard_normal(n)}
+    answer = ppo_ray.batch_gradient(model, batch, 0.0, 1.0, 0.1, 0.01)
+
+    def learner_step():
+        grads, _, _ = ppo_ray.average_gradients([answer, answer])
+        for name, p in model.named_parameters():
+            p.grad = torch.from_numpy(grads[name])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    @ray.remote(num_cpus=1)
+    class Echo:
+        def gradient(self, weights):  # what a worker sends back, without computing it
+            return {"n": n, "grads": {k: np.zeros_like(v) for k, v in weights.items()}}
+
+    def timed(fn, count):
+        for _ in range(5):
+            fn()
+        start = time.perf_counter()
+        for _ in range(count):
+            fn()
+        return (time.perf_counter() - start) / count * 1000
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        workers = [Echo.remote() for _ in range(2)]
+
+        def hand_off():
+            ref = ray.put(ppo_ray.weights_numpy(model))
+            ray.get([w.gradient.remote(ref) for w in workers])
+
+        ms = {"ray_hand_off": timed(hand_off, rounds)}
+    finally:
+        ray.shutdown()
+    ms["worker_gradient"] = timed(lambda: ppo_ray.batch_gradient(model, batch, 0.0, 1.0, 0.1, 0.01), rounds)
+    ms["learner_step"] = timed(learner_step, rounds)
+    return {"ms_per_round": ms, "note": f"2 workers, {n}-sample minibatch each, 16 rounds per 1,024-step iteration "
+            "at the defaults; 1 torch thread"}
+
+
 def dqn_breakdown(repeats: int = 200) -> dict:
     """Milliseconds per agent step spent acting, stepping the env, sampling replay and learning (train freq 4, 1 env)."""
     import torch
@@ -161,25 +238,27 @@ def dqn_breakdown(repeats: int = 200) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="*", help="cases to run: env, sb3_dqn, breakdown, " + ", ".join(CASES))
-    p.add_argument("--steps", type=int, default=25_000, help="agent steps of each whole-loop run")
-    p.add_argument("--warmup-steps", type=int, default=5_000, help="steps excluded from the timing")
+    p.add_argument("--only", nargs="*", help="cases to run: env, sb3_dqn, breakdown (dqn_cnn's and ppo_ray's), " +
+                   ", ".join(CASES))
+    p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
+                   f"{DQN_STEPS[0]:,} for DQN and SB3, {PG_STEPS[0]:,} for the policy-gradient scripts)")
+    p.add_argument("--warmup-steps", type=int, help="steps excluded from the timing (default: each case's own)")
     p.add_argument("--out", default=str(ROOT / "benchmark" / "throughput.json"))
     p.add_argument("--note", default="", help="what else ran on the machine, thread settings, ...")
     a = p.parse_args()
     wanted = set(a.only or ["env", "breakdown", "sb3_dqn", *CASES])
     out = Path(a.out)
     results = json.loads(out.read_text()) if out.exists() else {}
-    results["meta"] = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(), "steps": a.steps,
-                       "warmup_steps": a.warmup_steps, "python": platform.python_version(),
+    results["meta"] = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(), "python": platform.python_version(),
                        "env_prefix": "".join(f"{k}={os.environ[k]} " for k in ("OMP_NUM_THREADS",) if k in os.environ),
                        "note": a.note}
     cases = results.setdefault("cases", {})
+    run = time.strftime("%Y-%m-%dT%H:%M:%S")  # cases of one invocation ran one after another, under the same load
 
     def record(name, fn):
         print(f"{name} ...", flush=True)
         try:
-            cases[name] = fn()
+            cases[name] = {**fn(), "run": run, "date": time.strftime("%Y-%m-%d"), "note": a.note}
         except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as e:
             cases[name] = {"error": str(e)}
         print(f"  {json.dumps(cases[name])[:300]}", flush=True)
@@ -188,13 +267,15 @@ def main() -> None:
     if "env" in wanted:
         record("env_1", lambda: env_ceiling(1))
         record("env_4", lambda: env_ceiling(4))
+        record("env_raw_4", lambda: raw_env_ceiling(4))
     if "breakdown" in wanted:
         record("dqn_breakdown", dqn_breakdown)
+        record("ppo_ray_breakdown", ray_breakdown)
     if "sb3_dqn" in wanted:
-        record("sb3_dqn", lambda: sb3_sps(a.steps, a.warmup_steps, 1))
-    for name, (script, flags) in CASES.items():
+        record("sb3_dqn", lambda: sb3_sps(a.steps or DQN_STEPS[0], a.warmup_steps or DQN_STEPS[1], 1))
+    for name, (script, flags, steps, warmup) in CASES.items():
         if name in wanted and (ROOT / script).exists():
-            record(name, lambda: script_sps(script, flags, a.steps, a.warmup_steps))
+            record(name, lambda: script_sps(script, flags, a.steps or steps, a.warmup_steps or warmup))
 
 
 if __name__ == "__main__":

@@ -158,11 +158,14 @@ def test_signal_mid_run_leaves_a_resumable_checkpoint(script, signum, code, tmp_
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, (proc.returncode, stderr[-3000:])
-    assert "--resume" in stderr, stderr
+    assert f"--resume {run_dir}" in stderr, stderr
     ckpt = run_dir / checkpoint_name(script)
     step = checkpoint_step(ckpt)
     assert step > 0
-    flags[1] = str(step + 500)
-    resumed = run_script(copied, *flags, "--resume", str(run_dir), cwd=folder)
+    # Only --resume and a new step budget: every other setting comes from the run itself, not the defaults.
+    resumed = run_script(copied, "--total-timesteps", str(step + 500), "--resume", str(run_dir), cwd=folder)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert checkpoint_step(ckpt) >= step + 500
+    settings = json.loads((run_dir / "args.json").read_text())
+    assert settings["num_envs"] == int(flags[flags.index("--num-envs") + 1]) == 2  # each script's default is more
+    assert settings["total_timesteps"] == step + 500 and settings["eval_episodes"] == 1

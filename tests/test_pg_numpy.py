@@ -293,6 +293,21 @@ def test_checkpoint_holds_everything_to_resume(smoke_runs):
     assert "running_mean" in rows[0] and all(-21 <= float(r["running_mean"]) <= 21 for r in rows)
 
 
+def test_final_weights_are_evaluable_and_not_resumable(smoke_runs):
+    proc, run_dir = smoke_runs("pg_numpy.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = run_dir / "final_model.npz"
+    with np.load(final, allow_pickle=False) as data:
+        assert set(data.files) == {"script", "args", "W1", "W2", "global_step"}  # no RMSProp cache: half the bytes
+        with np.load(run_dir / "checkpoint.npz", allow_pickle=False) as ckpt:
+            np.testing.assert_array_equal(data["W1"], ckpt["W1"])
+    assert json.loads((run_dir / "eval.json").read_text())["checkpoint"] == str(final)
+    ckpt, _ = pg.load_checkpoint(str(final), "--eval-checkpoint")
+    assert ckpt["W1"].shape == (200, 6400) and ckpt["args"]["env_id"] == "ALE/Pong-v5"
+    with pytest.raises(pg.BadInput, match="--resume.*weights only"):
+        pg.load_checkpoint(str(final), "--resume")
+
+
 def test_same_seed_same_first_losses(tmp_path):
     flags = ["--total-timesteps", "2000", "--num-envs", "2", "--batch-episodes", "1", "--eval-episodes", "1"]
     weights, curves, losses = [], [], []

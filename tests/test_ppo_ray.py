@@ -121,6 +121,19 @@ def test_ppo_loss_matches_the_direct_formula(pr):
     assert 0 < parts["clipfrac"].mean() < 1  # both branches of the clip are exercised
 
 
+def test_policy_from_nonzero_pixels_equals_the_dense_network(pr):
+    torch.manual_seed(2)
+    model = pr.Policy()
+    x = torch.from_numpy(random_batch(32, 0, model)["x"])
+    x[3] = 0  # a first step: an all-zero difference frame
+    dense = torch.relu(x.float() @ model.w1) @ model.w2
+    logits = model(x)
+    torch.testing.assert_close(logits, dense, rtol=1e-5, atol=1e-5)
+    (g_sparse,) = torch.autograd.grad(logits.square().sum(), model.w1)
+    (g_dense,) = torch.autograd.grad(dense.square().sum(), model.w1)
+    torch.testing.assert_close(g_sparse, g_dense, rtol=1e-4, atol=1e-6)
+
+
 def test_data_parallel_gradient_equals_one_process(pr):
     """Workers' gradients, averaged with weights n_w / N, equal the gradient of all the data in one process."""
     torch.manual_seed(3)
@@ -141,8 +154,8 @@ def test_data_parallel_gradient_equals_one_process(pr):
     for key, total in one["sums"].items():
         assert means[key] == pytest.approx(total / n, rel=1e-4, abs=1e-7)
     # An unweighted mean of the workers' gradients is not the same thing (the sizes differ a lot).
-    naive = np.mean([e["grads"]["fc2.weight"] for e in each], 0)
-    assert not np.allclose(naive, one["grads"]["fc2.weight"], rtol=1e-2)
+    naive = np.mean([e["grads"]["w2"] for e in each], 0)
+    assert not np.allclose(naive, one["grads"]["w2"], rtol=1e-2)
 
 
 def make_worker(pr, seed_index: int = 0):
@@ -164,8 +177,29 @@ def test_worker_rollout_keeps_finished_points_and_carries_the_rest(pr):
     b = w.rollout(weights, seed=5)  # the next rollout continues the same games
     assert b["stats"][0] + b["pending"] == 200 + pending
     g = w.gradient(weights, *pr.combine_stats([b["stats"]]))
-    assert g["n"] == b["stats"][0] and set(g["grads"]) == {"fc1.weight", "fc2.weight"}
+    assert g["n"] == b["stats"][0] and set(g["grads"]) == {"w1", "w2"}
     assert abs(g["sums"]["approx_kl"]) < 1e-5 * g["n"]  # the weights that played: ratio 1 (carried steps aside)
+
+
+def test_an_epochs_minibatches_cover_the_worker_batch_once(pr):
+    """Minibatches 0..M-1 deal out every sample once; their n-weighted gradients recombine to the whole batch's."""
+    torch.manual_seed(1)
+    weights = pr.weights_numpy(pr.Policy())
+    w = make_worker(pr)
+    a = w.rollout(weights, seed=3)
+    stats = pr.combine_stats([a["stats"]])
+    whole = w.gradient(weights, *stats)
+    orders = []
+    for epoch in range(2):
+        parts = [w.gradient(weights, *stats, minibatch=k, num_minibatches=3) for k in range(3)]
+        sizes = [p["n"] for p in parts]
+        assert sum(sizes) == whole["n"] and max(sizes) - min(sizes) <= 1
+        grads, means, n = pr.average_gradients(parts)
+        for name, g in whole["grads"].items():
+            np.testing.assert_allclose(grads[name], g, rtol=1e-4, atol=1e-6 * np.abs(g).max())
+        orders.append(w.order.copy())
+    assert sorted(orders[0]) == list(range(whole["n"]))
+    assert not np.array_equal(orders[0], orders[1])  # each epoch deals the samples out afresh
 
 
 def test_same_seed_gives_the_same_first_losses(pr):
@@ -175,7 +209,7 @@ def test_same_seed_gives_the_same_first_losses(pr):
         w = make_worker(pr, index)
         a = w.rollout(weights, seed=seed)
         g = w.gradient(weights, *pr.combine_stats([a["stats"]]))
-        return a["stats"], g["sums"], g["grads"]["fc2.weight"]
+        return a["stats"], g["sums"], g["grads"]["w2"]
 
     s1, l1, g1 = first(7)
     s2, l2, g2 = first(7)
@@ -193,7 +227,7 @@ def test_no_gradient_reaches_the_behaviour_policy_or_the_advantages(pr):
     loss, _ = pr.ppo_loss(model, torch.from_numpy(b["x"]), torch.from_numpy(b["up"]), logp, adv,
                           0.1, 0.01)
     loss.mean().backward()
-    assert logp.grad is None and adv.grad is None and model.fc1.weight.grad is not None
+    assert logp.grad is None and adv.grad is None and model.w1.grad is not None
 
 
 # ---------------------------------------------------------------------------- processes
