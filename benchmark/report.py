@@ -139,7 +139,7 @@ def throughput_table() -> list[str]:
         return ["No throughput run recorded yet: `python benchmark/throughput.py`."]
     data = json.loads(path.read_text())
     cases, meta = data["cases"], data["meta"]
-    sb3 = cases.get("sb3_dqn", {}).get("sps")
+    sb3_case = cases.get("sb3_dqn", {})
     lines = [f"Measured on {meta['hardware']} with `python benchmark/throughput.py` (`--only <case>` reruns one "
              "case). Whole-loop SPS is steady state: the timing window excludes start-up; its size is in the row.",
              "", "| case | agent steps/s | vs SB3 DQN | timing window | what ran | measured |", "|---|---|---|---|---|---|"]
@@ -149,16 +149,23 @@ def throughput_table() -> list[str]:
         if "sps" not in c:
             lines.append(f"| {name} | failed: {c['error'][:80]} | | | | {c.get('date', '')} |")
             continue
-        ratio = f"{c['sps'] / sb3:.2f}x" if sb3 else ""
+        same_run_as_sb3 = "sps" in sb3_case and c.get("run") == sb3_case.get("run")
+        ratio = f"{c['sps'] / sb3_case['sps']:.2f}x" if same_run_as_sb3 else ""  # ratios only within one run
         window = f"{c['steps']:,} steps" + (f", {c['seconds']:.0f} s" if "seconds" in c else "")
-        lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {window} | {c.get('command', '')} | "
+        lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {window} | {c.get('env_prefix', '')}{c.get('command', '')} | "
                      f"{c.get('run', c.get('date', ''))}: {c.get('note', '')} |")
     one, two = cases.get("ppo_ray_1worker", {}), cases.get("ppo_ray_2workers", {})
     if "sps" in one and "sps" in two:
         same_run = one.get("run") is not None and one.get("run") == two.get("run")
         lines += ["", f"ppo_ray.py from 1 to 2 workers: {two['sps'] / one['sps']:.2f}x "
                   f"({one['sps']:,.0f} -> {two['sps']:,.0f} agent steps/s"
-                  + (", measured in one run)." if same_run else "; not measured in the same run)."),
+                  + (", measured in one run)." if same_run else "; not measured in the same run).")
+                  + (f" The env alone plays {cases['env_raw_4']['sps']:,.0f} steps/s in one worker's 4 games, so "
+                     f"{2 * cases['env_raw_4']['sps']:,.0f} for 2 workers on 2 cores: the whole loop runs at "
+                     f"{one['sps'] / cases['env_raw_4']['sps']:.0%} (1 worker) and "
+                     f"{two['sps'] / (2 * cases['env_raw_4']['sps']):.0%} (2 workers) of that ceiling; the rest is "
+                     "the policy, the PPO epochs and their gradient rounds (below)." if "sps" in cases.get("env_raw_4", {})
+                     else ""),
                   "", *seed_comparison(one["sps"], two["sps"])]
     if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
         ms = cases["dqn_breakdown"]["ms_per_agent_step"]
@@ -166,7 +173,7 @@ def throughput_table() -> list[str]:
                   ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + "."]
     if "ppo_ray_breakdown" in cases and "ms_per_round" in cases["ppo_ray_breakdown"]:
         b = cases["ppo_ray_breakdown"]
-        lines += ["", "One ppo_ray.py gradient round, ms (" + b["note"] + "): " +
+        lines += ["", "One ppo_ray.py gradient round, ms (" + b.get("setting", "") + "): " +
                   ", ".join(f"{k} {v:.2f}" for k, v in b["ms_per_round"].items()) + "."]
     return lines
 

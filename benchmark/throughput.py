@@ -185,7 +185,7 @@ def ray_breakdown(rounds: int = 200) -> dict:
         ray.shutdown()
     ms["worker_gradient"] = timed(lambda: ppo_ray.batch_gradient(model, batch, 0.0, 1.0, 0.1, 0.01), rounds)
     ms["learner_step"] = timed(learner_step, rounds)
-    return {"ms_per_round": ms, "note": f"2 workers, {n}-sample minibatch each, 16 rounds per 1,024-step iteration "
+    return {"ms_per_round": ms, "setting": f"2 workers, {n}-sample minibatch each, 16 rounds per 1,024-step iteration "
             "at the defaults; 1 torch thread"}
 
 
@@ -233,12 +233,12 @@ def dqn_breakdown(repeats: int = 200) -> dict:
           "replay_sample": timed(lambda: replay.sample(32, rng), repeats) / 4,
           "learn_eager": timed(lambda: gradient_step(*batch), repeats // 4) / 4,
           "learn_compiled": timed(lambda: compiled(*batch), repeats // 4) / 4}
-    return {"ms_per_agent_step": ms, "note": "one env; learn and replay_sample are one gradient step / 4"}
+    return {"ms_per_agent_step": ms, "setting": "one env; learn and replay_sample are one gradient step / 4"}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="*", help="cases to run: env, sb3_dqn, breakdown (dqn_cnn's and ppo_ray's), " +
+    p.add_argument("--only", nargs="*", help="cases to run: env, sb3_dqn, breakdown (= dqn_breakdown ppo_ray_breakdown), " +
                    ", ".join(CASES))
     p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
                    f"{DQN_STEPS[0]:,} for DQN and SB3, {PG_STEPS[0]:,} for the policy-gradient scripts)")
@@ -249,16 +249,17 @@ def main() -> None:
     wanted = set(a.only or ["env", "breakdown", "sb3_dqn", *CASES])
     out = Path(a.out)
     results = json.loads(out.read_text()) if out.exists() else {}
-    results["meta"] = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(), "python": platform.python_version(),
-                       "env_prefix": "".join(f"{k}={os.environ[k]} " for k in ("OMP_NUM_THREADS",) if k in os.environ),
-                       "note": a.note}
+    results["meta"] = {"hardware": hardware(), "python": platform.python_version()}
     cases = results.setdefault("cases", {})
-    run = time.strftime("%Y-%m-%dT%H:%M:%S")  # cases of one invocation ran one after another, under the same load
+    # Every case says when and how it was measured: the cases of one invocation share `run` (one after another,
+    # under the same load), so ratios are quoted only between cases of one run.
+    run = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "date": time.strftime("%Y-%m-%d"), "note": a.note,
+           "env_prefix": "".join(f"{k}={os.environ[k]} " for k in ("OMP_NUM_THREADS",) if k in os.environ)}
 
     def record(name, fn):
         print(f"{name} ...", flush=True)
         try:
-            cases[name] = {**fn(), "run": run, "date": time.strftime("%Y-%m-%d"), "note": a.note}
+            cases[name] = {**fn(), **run}
         except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as e:
             cases[name] = {"error": str(e)}
         print(f"  {json.dumps(cases[name])[:300]}", flush=True)
@@ -268,8 +269,9 @@ def main() -> None:
         record("env_1", lambda: env_ceiling(1))
         record("env_4", lambda: env_ceiling(4))
         record("env_raw_4", lambda: raw_env_ceiling(4))
-    if "breakdown" in wanted:
+    if wanted & {"breakdown", "dqn_breakdown"}:
         record("dqn_breakdown", dqn_breakdown)
+    if wanted & {"breakdown", "ppo_ray_breakdown"}:
         record("ppo_ray_breakdown", ray_breakdown)
     if "sb3_dqn" in wanted:
         record("sb3_dqn", lambda: sb3_sps(a.steps or DQN_STEPS[0], a.warmup_steps or DQN_STEPS[1], 1))
