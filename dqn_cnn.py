@@ -134,6 +134,8 @@ def check_args(args: Args) -> None:
             raise BadInput(f"{flag} {value!r}: must be {allowed}")
 
     need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
+    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
+         args.eval_checkpoint)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
     need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
@@ -351,9 +353,10 @@ def resume_command(run_dir: Path) -> str:
     return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
 
 
-def saved_settings(argv: list[str]) -> dict:
-    """With `--resume`, the run's own settings (its args.json) as defaults, so `--resume DIR` alone continues the
-    run as it was started, and a flag given beside it still wins. {} when none are readable (`main` says why)."""
+def saved_settings(argv: list[str]) -> list[str]:
+    """With `--resume`, the run's own settings (its args.json) as flags to put before the command line's: a
+    resume continues the run as it was started, a flag given beside `--resume` still wins (the last one
+    does), and tyro checks the saved values as it checks typed ones."""
     for i, arg in enumerate(argv):
         if arg.startswith("--resume="):
             path = Path(arg.split("=", 1)[1])
@@ -361,13 +364,25 @@ def saved_settings(argv: list[str]) -> dict:
             path = Path(argv[i + 1])
         else:
             continue
+        saved_at = (path if path.is_dir() else path.parent) / "args.json"
         try:
-            saved = json.loads(((path if path.is_dir() else path.parent) / "args.json").read_text())
+            saved = json.loads(saved_at.read_text())
         except (OSError, ValueError):
-            return {}
-        settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
-        return {k: v for k, v in saved.items() if k in settings} if isinstance(saved, dict) else {}
-    return {}
+            if path.exists():
+                print(f"{SCRIPT}.py: note: no readable {saved_at}; resuming with the flags given and the defaults",
+                      file=sys.stderr)
+            return []
+        tokens = []
+        for f in fields(Args):
+            if f.name in ("resume", "eval_checkpoint", "run_dir") or f.name not in saved:
+                continue
+            flag, value = "--" + f.name.replace("_", "-"), saved[f.name]
+            if isinstance(value, bool):
+                tokens.append(flag if value else "--no-" + flag[2:])
+            else:
+                tokens += [flag, "None" if value is None else str(value)]
+        return tokens
+    return []
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -693,6 +708,6 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args, default=Args(**saved_settings(sys.argv[1:]))))
+        main(tyro.cli(Args, args=[*saved_settings(sys.argv[1:]), *sys.argv[1:]]))
     except BadInput as e:
         fail(str(e))

@@ -29,10 +29,11 @@ difference frame still shows the ball (a few pixels per step). Any other ale-py 
 The preprocessing's background colours are Pong's.
 
 Where this departs from the seed, and why:
-- RMSProp's learning rate is 1e-3, not the seed's 1e-4 (`--learning-rate 1e-4` restores it): with
-  one update per 10 games, 1e-4 is what makes Karpathy's run take nights. Measured here, seed 1, the
-  defaults otherwise: at 1.0M agent steps the running mean was -20.1 with 1e-4 and -15.9 with 1e-3
-  (`benchmark/probes/pg_numpy_lr/`).
+- RMSProp's learning rate is 1e-3, not the seed's 1e-4 (`--learning-rate 1e-4` restores it): there
+  is one update per 10 games, and 1e-4 barely moves the policy in the first hours. Measured here
+  (one seed each, the defaults otherwise, the first ~1M agent steps): at 1.0M steps the running mean
+  was -20.1 with 1e-4 and -15.9 with 1e-3 (`benchmark/probes/pg_numpy_lr/`); the reported run in
+  `benchmark/RESULTS.md` is at 1e-3.
 - `--num-envs 8` games are played at once and the policy runs as one (8, 6400) x (6400, 200) matrix
   product per step instead of a matrix-vector product per frame. The update takes whole, finished
   episodes: each game is recorded until it ends, joins a queue of finished episodes, and every
@@ -140,6 +141,8 @@ def check_args(args: Args) -> None:
             raise BadInput(f"{flag} {value!r}: must be {allowed}")
 
     need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
+    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
+         args.eval_checkpoint)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
     need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
@@ -356,7 +359,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     if not isinstance(script, np.ndarray) or script.dtype.kind != "U" or str(script) != SCRIPT:
         other = str(script) if isinstance(script, np.ndarray) and script.dtype.kind == "U" else None
         raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
-    if flag == "--resume" and WEIGHT_KEYS <= set(ckpt) and "cache_W1" not in ckpt:
+    if flag == "--resume" and set(ckpt) == WEIGHT_KEYS | {"script"}:
         raise BadInput(f"{flag} {path!r}: holds weights only (final_model.npz); resume from checkpoint.npz")
     missing = (TRAINING_KEYS if flag == "--resume" else WEIGHT_KEYS) - set(ckpt)
     if missing:
@@ -375,9 +378,10 @@ def resume_command(run_dir: Path) -> str:
     return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
 
 
-def saved_settings(argv: list[str]) -> dict:
-    """With `--resume`, the run's own settings (its args.json) as defaults, so `--resume DIR` alone continues the
-    run as it was started, and a flag given beside it still wins. {} when none are readable (`main` says why)."""
+def saved_settings(argv: list[str]) -> list[str]:
+    """With `--resume`, the run's own settings (its args.json) as flags to put before the command line's: a
+    resume continues the run as it was started, a flag given beside `--resume` still wins (the last one
+    does), and tyro checks the saved values as it checks typed ones."""
     for i, arg in enumerate(argv):
         if arg.startswith("--resume="):
             path = Path(arg.split("=", 1)[1])
@@ -385,13 +389,25 @@ def saved_settings(argv: list[str]) -> dict:
             path = Path(argv[i + 1])
         else:
             continue
+        saved_at = (path if path.is_dir() else path.parent) / "args.json"
         try:
-            saved = json.loads(((path if path.is_dir() else path.parent) / "args.json").read_text())
+            saved = json.loads(saved_at.read_text())
         except (OSError, ValueError):
-            return {}
-        settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
-        return {k: v for k, v in saved.items() if k in settings} if isinstance(saved, dict) else {}
-    return {}
+            if path.exists():
+                print(f"{SCRIPT}.py: note: no readable {saved_at}; resuming with the flags given and the defaults",
+                      file=sys.stderr)
+            return []
+        tokens = []
+        for f in fields(Args):
+            if f.name in ("resume", "eval_checkpoint", "run_dir") or f.name not in saved:
+                continue
+            flag, value = "--" + f.name.replace("_", "-"), saved[f.name]
+            if isinstance(value, bool):
+                tokens.append(flag if value else "--no-" + flag[2:])
+            else:
+                tokens += [flag, "None" if value is None else str(value)]
+        return tokens
+    return []
 
 
 def save_atomic(arrays: dict, path: Path) -> None:
@@ -704,6 +720,6 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args, default=Args(**saved_settings(sys.argv[1:]))))
+        main(tyro.cli(Args, args=[*saved_settings(sys.argv[1:]), *sys.argv[1:]]))
     except BadInput as e:
         fail(str(e))

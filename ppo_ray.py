@@ -59,10 +59,11 @@ pending steps are not checkpointed: `--resume` restarts the games, reseeded from
 
 Where the time goes: a gradient round is Ray's hand-over (weights out, one gradient per worker
 back) plus a worker's minibatch gradient plus the learner's averaging and Adam step. The last two
-were cut by computing the first layer from the non-zero pixels only (a 128-sample gradient: 3 ms
-instead of 13 ms dense), averaging in float32 in place and Adam's fused CPU kernel (2.3 ms instead of
-16 ms); measured on this repository's 2-core test machine under a training run. Whole-loop speed,
-1 against 2 workers, is in `benchmark/RESULTS.md`.
+are kept small by computing the first layer from the non-zero pixels only, averaging in float32
+and Adam's fused CPU kernel; `benchmark/throughput.py` measures the three parts (on the 2-core test
+machine: hand-over 6.9 ms, gradient 1.7 ms, learner 1.3 ms) and the whole loop with 1 and 2 workers
+(`benchmark/RESULTS.md`). The 16 rounds per iteration are serial, which is what keeps 2 workers on
+2 cores from twice 1 worker's speed.
 
 Where this departs from the seed, and why: PPO-clip instead of the plain policy gradient (4 epochs
 of 4 minibatches per batch as in CleanRL; the issue asks for PPO); Adam at CleanRL's 2.5e-4 with linear annealing and
@@ -183,6 +184,8 @@ def check_args(args: Args) -> None:
             raise BadInput(f"{flag} {value!r}: must be {allowed}")
 
     need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
+    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
+         args.eval_checkpoint)
     need(args.num_workers > 0, "--num-workers", "at least 1", args.num_workers)
     need(args.cpus_per_worker > 0, "--cpus-per-worker", "positive", args.cpus_per_worker)
     need(args.max_restarts >= -1, "--max-restarts", "-1 (unlimited) or at least 0", args.max_restarts)
@@ -359,6 +362,7 @@ class Worker:
         self.model = Policy()
         self.obs = None  # games start at the first rollout, seeded by the learner
         self.batch = None
+        self.order = None  # this batch's samples in the current epoch's order; dealt out at each minibatch 0
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname()}
@@ -411,6 +415,7 @@ class Worker:
                     self.ep_return[e], self.ep_length[e] = 0.0, 0
             self.fresh = done.copy()
         n = len(ready["x"])
+        self.order = None
         self.batch = None if n == 0 else {
             "x": np.stack(ready["x"]), "up": np.array(ready["up"], bool),
             "logp": np.array(ready["logp"], np.float32), "returns": np.concatenate(ready["returns"])}
@@ -428,6 +433,8 @@ class Worker:
             return {"pid": os.getpid(), "n": 0}
         if minibatch == 0:
             self.order = self.rng.permutation(len(self.batch["x"]))
+        elif self.order is None:
+            raise RuntimeError("gradient: minibatch 0 of an epoch must come first, to deal the batch out")
         idx = np.array_split(self.order, num_minibatches)[minibatch]
         if len(idx) == 0:
             return {"pid": os.getpid(), "n": 0}
@@ -526,6 +533,9 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
         other = ckpt.get("script") if isinstance(ckpt, dict) else None
         raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
+    if "fc1.weight" in ckpt.get("model", {}):
+        raise BadInput(f"{flag} {path!r}: written by an older ppo_ray.py (dense fc1/fc2 layout); retrain, or "
+                       "load it with that version")
     if flag == "--resume" and "optimizer" not in ckpt:
         raise BadInput(f"{flag} {path!r}: holds weights only (final_model.pt); resume from checkpoint.pt")
     return ckpt, p
@@ -536,9 +546,10 @@ def resume_command(run_dir: Path) -> str:
     return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
 
 
-def saved_settings(argv: list[str]) -> dict:
-    """With `--resume`, the run's own settings (its args.json) as defaults, so `--resume DIR` alone continues the
-    run as it was started, and a flag given beside it still wins. {} when none are readable (`main` says why)."""
+def saved_settings(argv: list[str]) -> list[str]:
+    """With `--resume`, the run's own settings (its args.json) as flags to put before the command line's: a
+    resume continues the run as it was started, a flag given beside `--resume` still wins (the last one
+    does), and tyro checks the saved values as it checks typed ones."""
     for i, arg in enumerate(argv):
         if arg.startswith("--resume="):
             path = Path(arg.split("=", 1)[1])
@@ -546,13 +557,25 @@ def saved_settings(argv: list[str]) -> dict:
             path = Path(argv[i + 1])
         else:
             continue
+        saved_at = (path if path.is_dir() else path.parent) / "args.json"
         try:
-            saved = json.loads(((path if path.is_dir() else path.parent) / "args.json").read_text())
+            saved = json.loads(saved_at.read_text())
         except (OSError, ValueError):
-            return {}
-        settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
-        return {k: v for k, v in saved.items() if k in settings} if isinstance(saved, dict) else {}
-    return {}
+            if path.exists():
+                print(f"{SCRIPT}.py: note: no readable {saved_at}; resuming with the flags given and the defaults",
+                      file=sys.stderr)
+            return []
+        tokens = []
+        for f in fields(Args):
+            if f.name in ("resume", "eval_checkpoint", "run_dir") or f.name not in saved:
+                continue
+            flag, value = "--" + f.name.replace("_", "-"), saved[f.name]
+            if isinstance(value, bool):
+                tokens.append(flag if value else "--no-" + flag[2:])
+            else:
+                tokens += [flag, "None" if value is None else str(value)]
+        return tokens
+    return []
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -922,7 +945,7 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
             t0 = time.time()
             stats = [a["stats"] for a in answers.values() if a["stats"][0] > 0]
             holders = [i for i, a in answers.items() if a["stats"][0] > 0]
-            means, clipfracs = None, []
+            means, clipfracs, gradient_steps = None, [], 0
             if stats and not stop_signal:
                 adv_mean, adv_std = combine_stats(stats) if args.norm_adv else (0.0, 1.0)
                 for epoch, minibatch in np.ndindex(args.update_epochs, args.num_minibatches):
@@ -933,21 +956,25 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
                     results = run_round("gradient", holders, weights_ref, adv_mean, adv_std, minibatch,
                                         args.num_minibatches)
                     holders = [i for i in holders if i in results]  # a worker that died lost its batch
+                    if not holders:
+                        break
                     answered = [results[i] for i in holders if results[i]["n"] > 0]
-                    if not answered:
-                        break
-                    grads, means, _ = average_gradients(answered)
-                    for name, p in model.named_parameters():
-                        p.grad = torch.from_numpy(grads[name]).to(device)
-                    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    clipfracs.append(means["clipfrac"])
-                    if args.target_kl is not None and means["approx_kl"] > args.target_kl:
-                        break
+                    if answered:  # none: every worker holds fewer samples than minibatches; the next one has some
+                        grads, means, _ = average_gradients(answered)
+                        for name, p in model.named_parameters():
+                            p.grad = torch.from_numpy(grads[name]).to(device)
+                        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        gradient_steps += 1
+                        clipfracs.append(means["clipfrac"])
+                    last_of_epoch = minibatch == args.num_minibatches - 1
+                    if last_of_epoch and args.target_kl is not None and means and means["approx_kl"] > args.target_kl:
+                        break  # as CleanRL: checked once per epoch
             update_s = time.time() - t0
 
             writer.add_scalar("charts/SPS", sps, global_step)
+            writer.add_scalar("charts/gradient_steps", gradient_steps, global_step)
             writer.add_scalar("charts/learning_rate", lr, global_step)
             writer.add_scalar("charts/worker_failures", failures, global_step)
             writer.add_scalar("charts/workers", len(answers), global_step)
@@ -1002,6 +1029,6 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args, default=Args(**saved_settings(sys.argv[1:]))))
+        main(tyro.cli(Args, args=[*saved_settings(sys.argv[1:]), *sys.argv[1:]]))
     except BadInput as e:
         fail(str(e))

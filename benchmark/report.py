@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -25,6 +26,14 @@ BENCH = Path(__file__).resolve().parent
 RESULTS, PLOTS, CHECKPOINTS = BENCH / "results", BENCH / "plots", BENCH / "checkpoints"
 RUN_FILES = ["progress.csv", "eval.json", "args.json", "commands.txt"]
 MAX_WEIGHTS_BYTES = 8 * 1024 * 1024
+
+
+def code_version() -> str:
+    """The commit the collected run is recorded at, and whether the working tree differed from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=BENCH.parent, capture_output=True, text=True).stdout.strip()
+
+    return f"{git('rev-parse', '--short', 'HEAD')}{' + uncommitted changes' if git('status', '--porcelain') else ''}"
 
 
 def collect(run_dir: Path, name: str, note: str) -> None:
@@ -43,6 +52,7 @@ def collect(run_dir: Path, name: str, note: str) -> None:
         CHECKPOINTS.mkdir(exist_ok=True)
         shutil.copy(weights, CHECKPOINTS / f"{name}{weights.suffix}")
     meta = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note, "run_dir": str(run_dir),
+            "code": code_version(),
             "weights": f"benchmark/checkpoints/{name}{weights.suffix}" if weights else None}
     (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"recorded {run_dir} as {dest}")
@@ -88,6 +98,33 @@ def plot(name: str, rows: dict[str, np.ndarray]) -> Path:
     return out
 
 
+def plot_all(runs: dict[str, dict[str, np.ndarray]]) -> Path:
+    """Every reported run's mean-100 curve on one pair of axes: which agent learns Pong in fewer steps, and sooner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for i, (name, rows) in enumerate(runs.items()):
+        curve = mean_last(rows["episodic_return"])
+        axes[0].plot(rows["global_step"] / 1e6, curve, color=f"C{i}", label=name)
+        axes[1].plot(rows["wall_time_s"] / 3600, curve, color=f"C{i}", label=name)
+    for ax, label in ((axes[0], "agent steps (millions, log scale)"), (axes[1], "wall time (hours, 2-core CPU)")):
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_xscale("log")
+    axes[0].set_ylabel("mean return of the last 100 training games")
+    axes[0].legend(loc="upper left")
+    fig.suptitle("Pong: every reported run")
+    fig.tight_layout()
+    out = PLOTS / "all_runs.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
@@ -95,8 +132,9 @@ def hours(seconds: float) -> str:
 def score_table() -> list[str]:
     lines = ["| run | eval return (mean ± std, episodes) | final mean-100 train return | agent steps | frames | "
              "wall time | SPS | hardware | command | date | note |", "|" + "---|" * 11]
+    runs = {}
     for dest in sorted(p for p in RESULTS.glob("*") if (p / "progress.csv").exists()):
-        rows = read_rows(dest / "progress.csv")
+        rows = runs[dest.name] = read_rows(dest / "progress.csv")
         meta = json.loads((dest / "meta.json").read_text())
         args = json.loads((dest / "args.json").read_text())
         ev = json.loads((dest / "eval.json").read_text()) if (dest / "eval.json").exists() else None
@@ -109,6 +147,9 @@ def score_table() -> list[str]:
         lines.append(f"| [{dest.name}](plots/{png.name}) | {score} | {mean_last(rows['episodic_return'])[-1]:.2f} | "
                      f"{steps:,} | {frames:,.0f} | {hours(wall)} | {steps / wall:.0f} | {meta['hardware']} | "
                      f"{command} (seed {args['seed']}) | {meta['date']} | {meta['note']} |")
+    if runs:
+        lines += ["", f"All runs on one plot: [{plot_all(runs).name}](plots/all_runs.png). Its wall-time axis "
+                  "compares runs made under different loads: see each row's note."]
     return lines
 
 
@@ -126,7 +167,7 @@ def seed_comparison(sps_1worker: float, sps_2workers: float) -> list[str]:
         rows.append(f"| the seed, batch of {games} (its text; 64-core machine) | {games} | ~{fps:,.0f} | "
                     f"~{fps / games:,.0f} |")
     for workers, sps in ((1, sps_1worker), (2, sps_2workers)):
-        rows.append(f"| ppo_ray.py, {workers} worker{'s' * (workers > 1)}, 4 PPO epochs (measured above) | "
+        rows.append(f"| ppo_ray.py, {workers} worker{'s' * (workers > 1)}, 4 PPO epochs x 4 minibatches (above) | "
                     f"{workers} | {sps * 4:,.0f} | {sps * 4 / workers:,.0f} |")
     return ["Beside the seed's own timings, per actor, i.e. per core (the seed's frames are estimated at "
             f"{SEED_FRAMES_PER_GAME:,} per lost game; its CPU is not ours; ours include the learner on the same 2 cores):",
@@ -160,12 +201,12 @@ def throughput_table() -> list[str]:
         lines += ["", f"ppo_ray.py from 1 to 2 workers: {two['sps'] / one['sps']:.2f}x "
                   f"({one['sps']:,.0f} -> {two['sps']:,.0f} agent steps/s"
                   + (", measured in one run)." if same_run else "; not measured in the same run).")
-                  + (f" The env alone plays {cases['env_raw_4']['sps']:,.0f} steps/s in one worker's 4 games, so "
-                     f"{2 * cases['env_raw_4']['sps']:,.0f} for 2 workers on 2 cores: the whole loop runs at "
-                     f"{one['sps'] / cases['env_raw_4']['sps']:.0%} (1 worker) and "
-                     f"{two['sps'] / (2 * cases['env_raw_4']['sps']):.0%} (2 workers) of that ceiling; the rest is "
-                     "the policy, the PPO epochs and their gradient rounds (below)." if "sps" in cases.get("env_raw_4", {})
-                     else ""),
+                  + (f" The env alone plays {cases['env_raw_4']['sps']:,.0f} steps/s in one worker's 4 games (same "
+                     f"run), so at most twice that, {2 * cases['env_raw_4']['sps']:,.0f}, for 2 workers on 2 cores "
+                     f"(assumed, not measured): the whole loop runs at {one['sps'] / cases['env_raw_4']['sps']:.0%} "
+                     f"(1 worker) and {two['sps'] / (2 * cases['env_raw_4']['sps']):.0%} (2 workers) of that "
+                     "ceiling; the rest is the policy, the PPO epochs and their gradient rounds (below)."
+                     if cases.get("env_raw_4", {}).get("run") == one.get("run") and same_run else ""),
                   "", *seed_comparison(one["sps"], two["sps"])]
     if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
         ms = cases["dqn_breakdown"]["ms_per_agent_step"]

@@ -116,7 +116,7 @@ def env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
 
 
 def raw_env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
-    """Random UP/DOWN in the raw-RGB vector env (1 thread) that each ppo_ray.py worker, and pg_numpy.py, play."""
+    """Random UP/DOWN in the raw-RGB vector env (1 thread, no sticky actions) that each ppo_ray.py worker plays."""
     sys.path.insert(0, str(ROOT))
     import ppo_ray
 
@@ -172,7 +172,7 @@ def ray_breakdown(rounds: int = 200) -> dict:
             fn()
         return (time.perf_counter() - start) / count * 1000
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     try:
         workers = [Echo.remote() for _ in range(2)]
 

@@ -143,8 +143,8 @@ def test_resume_rejects_a_damaged_or_foreign_checkpoint(script, damage, smoke_ru
     assert_one_line_error(result, "--resume")
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_mid_run_leaves_a_resumable_checkpoint(script, signum, code, tmp_path):
+@pytest.mark.parametrize("signum, code, resume_form", [(signal.SIGINT, 130, "dir"), (signal.SIGTERM, 143, "file=")])
+def test_signal_mid_run_leaves_a_resumable_checkpoint(script, signum, code, resume_form, tmp_path):
     folder = tmp_path / "alone"
     copied = copy_alone(script, folder)
     run_dir = folder / "run"
@@ -163,7 +163,8 @@ def test_signal_mid_run_leaves_a_resumable_checkpoint(script, signum, code, tmp_
     step = checkpoint_step(ckpt)
     assert step > 0
     # Only --resume and a new step budget: every other setting comes from the run itself, not the defaults.
-    resumed = run_script(copied, "--total-timesteps", str(step + 500), "--resume", str(run_dir), cwd=folder)
+    resume = ["--resume", str(run_dir)] if resume_form == "dir" else [f"--resume={ckpt}"]
+    resumed = run_script(copied, "--total-timesteps", str(step + 500), *resume, cwd=folder)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert checkpoint_step(ckpt) >= step + 500
     settings = json.loads((run_dir / "args.json").read_text())
