@@ -106,13 +106,29 @@ def env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
     import dqn_cnn
 
     envs = dqn_cnn.make_env("PongNoFrameskip-v4", num_envs, 0)
+    return {**random_play(envs, num_envs, [0, 1, 2, 3, 4, 5], seconds),
+            "command": f"ale_py AtariVectorEnv, {num_envs} env(s), DeepMind preprocessing, random actions"}
+
+
+def random_play(envs, num_envs: int, actions: list[int], seconds: float) -> dict:
+    """Agent steps per second of a vector env stepped with random actions for `seconds`, nothing else."""
+    envs.reset(seed=0)
     rng = np.random.default_rng(0)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        envs.step(rng.integers(0, 6, num_envs))
+        envs.step(rng.choice(actions, num_envs))
         steps += num_envs
-    return {"sps": steps / (time.perf_counter() - start), "steps": steps,
-            "command": f"ale_py AtariVectorEnv, {num_envs} env(s), DeepMind preprocessing, random actions"}
+    return {"sps": steps / (time.perf_counter() - start), "steps": steps}
+
+
+def timed(fn, count: int) -> float:
+    """Milliseconds per call of `fn`, after 5 warm-up calls."""
+    for _ in range(5):
+        fn()
+    start = time.perf_counter()
+    for _ in range(count):
+        fn()
+    return (time.perf_counter() - start) / count * 1000
 
 
 def raw_env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
@@ -121,13 +137,7 @@ def raw_env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
     import ppo_ray
 
     envs = ppo_ray.make_env("pong", 0.0, 4, num_envs, num_threads=1)
-    envs.reset(seed=0)
-    rng = np.random.default_rng(0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        envs.step(rng.integers(2, 4, num_envs))
-        steps += num_envs
-    return {"sps": steps / (time.perf_counter() - start), "steps": steps,
+    return {**random_play(envs, num_envs, [ppo_ray.UP, ppo_ray.DOWN], seconds),
             "command": f"ale_py AtariVectorEnv, {num_envs} env(s), 1 thread, raw 210x160 RGB, frameskip 4, "
                        "random UP/DOWN: one ppo_ray worker's games, without the agent"}
 
@@ -163,14 +173,6 @@ def ray_breakdown(rounds: int = 200) -> dict:
     class Echo:
         def gradient(self, weights):  # what a worker sends back, without computing it
             return {"n": n, "grads": {k: np.zeros_like(v) for k, v in weights.items()}}
-
-    def timed(fn, count):
-        for _ in range(5):
-            fn()
-        start = time.perf_counter()
-        for _ in range(count):
-            fn()
-        return (time.perf_counter() - start) / count * 1000
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     try:
@@ -214,14 +216,6 @@ def dqn_breakdown(repeats: int = 200) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-
-    def timed(fn, n):
-        for _ in range(5):
-            fn()
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - start) / n * 1000
 
     def act():
         with torch.inference_mode():
