@@ -451,10 +451,7 @@ def saved_settings(argv: list[str]) -> list[str]:
         try:
             saved = json.loads(saved_at.read_text())
         except (OSError, ValueError):
-            if path.exists():
-                print(f"{SCRIPT}.py: note: no readable {saved_at}; resuming with the flags given and the defaults",
-                      file=sys.stderr)
-            return []
+            return []  # `main` says so once the checkpoint itself has loaded
         tokens = []
         for f in fields(Args):
             if f.name in ("resume", "eval_checkpoint", "run_dir") or f.name not in saved:
@@ -602,6 +599,8 @@ def main(args: Args) -> None:
             raise BadInput(f"--total-timesteps {args.total_timesteps}: the checkpoint is already at step "
                            f"{ckpt['global_step']}; ask for more steps to resume")
         run_dir = path.parent
+        if not (run_dir / "args.json").is_file():
+            print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
     else:
         run_dir = Path(args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__"
                                         f"{int(time.time())}")

@@ -195,6 +195,11 @@ def throughput_table() -> list[str]:
         window = f"{c['steps']:,} steps" + (f", {c['seconds']:.0f} s" if "seconds" in c else "")
         lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {window} | {c.get('env_prefix', '')}{c.get('command', '')} | "
                      f"{c.get('run', c.get('date', ''))}: {c.get('note', '')} |")
+    mb1 = cases.get("ppo_ray_1worker_1minibatch", {}), cases.get("ppo_ray_2workers_1minibatch", {})
+    if all("sps" in c for c in mb1) and mb1[0].get("run") == mb1[1].get("run"):
+        lines += ["", f"With one gradient round per epoch (`--num-minibatches 1`, 4 rounds per iteration instead of "
+                  f"16): {mb1[1]['sps'] / mb1[0]['sps']:.2f}x from 1 to 2 workers ({mb1[0]['sps']:,.0f} -> "
+                  f"{mb1[1]['sps']:,.0f}, one run)."]
     one, two = cases.get("ppo_ray_1worker", {}), cases.get("ppo_ray_2workers", {})
     if "sps" in one and "sps" in two:
         same_run = one.get("run") is not None and one.get("run") == two.get("run")

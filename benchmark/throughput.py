@@ -46,6 +46,9 @@ CASES = {
     "ppo_mlp": ("ppo_mlp.py", [], *PG_STEPS),
     "ppo_ray_1worker": ("ppo_ray.py", ["--num-workers", "1"], *PG_STEPS),
     "ppo_ray_2workers": ("ppo_ray.py", ["--num-workers", "2"], *PG_STEPS),
+    # The seed's shape: one gradient round per epoch (4 per iteration instead of 16), to show what the rounds cost.
+    "ppo_ray_1worker_1minibatch": ("ppo_ray.py", ["--num-workers", "1", "--num-minibatches", "1"], *PG_STEPS),
+    "ppo_ray_2workers_1minibatch": ("ppo_ray.py", ["--num-workers", "2", "--num-minibatches", "1"], *PG_STEPS),
 }
 
 
