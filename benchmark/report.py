@@ -195,11 +195,10 @@ def throughput_table() -> list[str]:
         window = f"{c['steps']:,} steps" + (f", {c['seconds']:.0f} s" if "seconds" in c else "")
         lines.append(f"| {name} | {c['sps']:,.0f} | {ratio} | {window} | {c.get('env_prefix', '')}{c.get('command', '')} | "
                      f"{c.get('run', c.get('date', ''))}: {c.get('note', '')} |")
-    mb1 = cases.get("ppo_ray_1worker_1minibatch", {}), cases.get("ppo_ray_2workers_1minibatch", {})
-    if all("sps" in c for c in mb1) and mb1[0].get("run") == mb1[1].get("run"):
-        lines += ["", f"With one gradient round per epoch (`--num-minibatches 1`, 4 rounds per iteration instead of "
-                  f"16): {mb1[1]['sps'] / mb1[0]['sps']:.2f}x from 1 to 2 workers ({mb1[0]['sps']:,.0f} -> "
-                  f"{mb1[1]['sps']:,.0f}, one run)."]
+    pg, pg_env = cases.get("pg_numpy", {}), cases.get("env_pg_8", {})
+    if "sps" in pg and "sps" in pg_env and pg.get("run") == pg_env.get("run"):
+        lines += ["", f"pg_numpy.py's whole loop runs at {pg['sps'] / pg_env['sps']:.0%} of its env alone "
+                  f"({pg['sps']:,.0f} against {pg_env['sps']:,.0f} agent steps/s, one run)."]
     one, two = cases.get("ppo_ray_1worker", {}), cases.get("ppo_ray_2workers", {})
     if "sps" in one and "sps" in two:
         same_run = one.get("run") is not None and one.get("run") == two.get("run")
@@ -213,6 +212,11 @@ def throughput_table() -> list[str]:
                      "ceiling; the rest is the policy, the PPO epochs and their gradient rounds (below)."
                      if cases.get("env_raw_4", {}).get("run") == one.get("run") and same_run else ""),
                   "", *seed_comparison(one["sps"], two["sps"])]
+    mb1 = cases.get("ppo_ray_1worker_1minibatch", {}), cases.get("ppo_ray_2workers_1minibatch", {})
+    if all("sps" in c for c in mb1) and mb1[0].get("run") == mb1[1].get("run"):
+        lines += ["", f"With one gradient round per epoch (`--num-minibatches 1`, 4 rounds per iteration instead of "
+                  f"16): {mb1[1]['sps'] / mb1[0]['sps']:.2f}x from 1 to 2 workers ({mb1[0]['sps']:,.0f} -> "
+                  f"{mb1[1]['sps']:,.0f}, one run)."]
     if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
         ms = cases["dqn_breakdown"]["ms_per_agent_step"]
         lines += ["", "Where dqn_cnn.py's time goes, ms per agent step (one env, one gradient step per 4 steps): " +

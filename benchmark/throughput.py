@@ -194,6 +194,17 @@ def ray_breakdown(rounds: int = 200) -> dict:
             "at the defaults; 1 torch thread"}
 
 
+def pg_env_ceiling(num_envs: int = 8, seconds: float = 8.0) -> dict:
+    """Random UP/DOWN in pg_numpy.py's own env at its defaults (ALE/Pong-v5 raw RGB, 8 games, threaded)."""
+    sys.path.insert(0, str(ROOT))
+    import pg_numpy
+
+    envs = pg_numpy.make_env("ALE/Pong-v5", num_envs, 0)
+    return {**random_play(envs, num_envs, [pg_numpy.UP, pg_numpy.DOWN], seconds),
+            "command": f"pg_numpy.make_env: ALE/Pong-v5 (sticky 0.25), {num_envs} env(s), raw 210x160 RGB, frameskip 4, "
+                       "random UP/DOWN: pg_numpy.py's games, without the agent"}
+
+
 def dqn_breakdown(repeats: int = 200) -> dict:
     """Milliseconds per agent step spent acting, stepping the env, sampling replay and learning (train freq 4, 1 env)."""
     import torch
@@ -235,8 +246,8 @@ def dqn_breakdown(repeats: int = 200) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="*", help="cases to run: env, sb3_dqn, breakdown (= dqn_breakdown ppo_ray_breakdown), " +
-                   ", ".join(CASES))
+    p.add_argument("--only", nargs="*", help="cases to run: env (= env_1 env_4 env_raw_4 env_pg_8), sb3_dqn, "
+                   "breakdown (= dqn_breakdown ppo_ray_breakdown), " + ", ".join(CASES))
     p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
                    f"{DQN_STEPS[0]:,} for DQN and SB3, {PG_STEPS[0]:,} for the policy-gradient scripts)")
     p.add_argument("--warmup-steps", type=int, help="steps excluded from the timing (default: each case's own)")
@@ -262,10 +273,11 @@ def main() -> None:
         print(f"  {json.dumps(cases[name])[:300]}", flush=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
 
-    if "env" in wanted:
-        record("env_1", lambda: env_ceiling(1))
-        record("env_4", lambda: env_ceiling(4))
-        record("env_raw_4", lambda: raw_env_ceiling(4))
+    envs = {"env_1": lambda: env_ceiling(1), "env_4": lambda: env_ceiling(4), "env_raw_4": lambda: raw_env_ceiling(4),
+            "env_pg_8": pg_env_ceiling}
+    for name, fn in envs.items():
+        if wanted & {"env", name}:
+            record(name, fn)
     if wanted & {"breakdown", "dqn_breakdown"}:
         record("dqn_breakdown", dqn_breakdown)
     if wanted & {"breakdown", "ppo_ray_breakdown"}:
