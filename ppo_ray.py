@@ -347,6 +347,16 @@ def average_gradients(results: list[dict]) -> tuple[dict, dict, int]:
     return grads, means, n
 
 
+def learner_step(model: nn.Module, optimizer: torch.optim.Optimizer, grads: dict, max_grad_norm: float) -> float:
+    """One optimizer step along the averaged gradient, its global norm clipped; returns the norm before clipping."""
+    for name, p in model.named_parameters():
+        p.grad = torch.from_numpy(grads[name]).to(p.device)
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
 # ---------------------------------------------------------------------------- the Ray actor
 class Worker:
     """Owns `num_envs` games; plays them with the weights it is sent and computes PPO gradients of its own data.
@@ -960,11 +970,7 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
                     answered = [results[i] for i in holders if results[i]["n"] > 0]
                     if answered:  # none: every worker holds fewer samples than minibatches; the next one has some
                         grads, means, _ = average_gradients(answered)
-                        for name, p in model.named_parameters():
-                            p.grad = torch.from_numpy(grads[name]).to(device)
-                        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
+                        grad_norm = learner_step(model, optimizer, grads, args.max_grad_norm)
                         gradient_steps += 1
                         clipfracs.append(means["clipfrac"])
                     last_of_epoch = minibatch == args.num_minibatches - 1

@@ -72,24 +72,24 @@ def mean_last(values: np.ndarray, window: int = 100) -> np.ndarray:
     return (csum[idx] - csum[lo]) / (idx - lo)
 
 
-def plot(name: str, rows: dict[str, np.ndarray]) -> Path:
+def steps_and_hours_figure(steps_label: str, hours_label: str):
+    """Every plot here: game score against agent steps (left) and wall time (right), one y axis, 0 marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    curve = mean_last(rows["episodic_return"])
-    for ax, x, label in ((axes[0], rows["global_step"] / 1e6, "agent steps (millions)"),
-                         (axes[1], rows["wall_time_s"] / 3600, "wall time (hours)")):
-        ax.scatter(x, rows["episodic_return"], s=4, alpha=0.3, label="episode")
-        ax.plot(x, curve, color="C3", label="mean of last 100")
+    for ax, label in zip(axes, (steps_label, hours_label)):
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("episodic return (game score)")
-    axes[0].legend(loc="lower right")
-    fig.suptitle(f"{name}: Pong, {len(curve)} episodes")
+    return fig, axes
+
+
+def save_figure(fig, name: str) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     PLOTS.mkdir(exist_ok=True)
     out = PLOTS / f"{name}.png"
@@ -98,31 +98,30 @@ def plot(name: str, rows: dict[str, np.ndarray]) -> Path:
     return out
 
 
+def plot(name: str, rows: dict[str, np.ndarray]) -> Path:
+    fig, axes = steps_and_hours_figure("agent steps (millions)", "wall time (hours)")
+    curve = mean_last(rows["episodic_return"])
+    for ax, x in zip(axes, (rows["global_step"] / 1e6, rows["wall_time_s"] / 3600)):
+        ax.scatter(x, rows["episodic_return"], s=4, alpha=0.3, label="episode")
+        ax.plot(x, curve, color="C3", label="mean of last 100")
+    axes[0].set_ylabel("episodic return (game score)")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(f"{name}: Pong, {len(curve)} episodes")
+    return save_figure(fig, name)
+
+
 def plot_all(runs: dict[str, dict[str, np.ndarray]]) -> Path:
     """Every reported run's mean-100 curve on one pair of axes: which agent learns Pong in fewer steps, and sooner."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = steps_and_hours_figure("agent steps (millions, log scale)", "wall time (hours, 2-core CPU)")
     for i, (name, rows) in enumerate(runs.items()):
         curve = mean_last(rows["episodic_return"])
         axes[0].plot(rows["global_step"] / 1e6, curve, color=f"C{i}", label=name)
         axes[1].plot(rows["wall_time_s"] / 3600, curve, color=f"C{i}", label=name)
-    for ax, label in ((axes[0], "agent steps (millions, log scale)"), (axes[1], "wall time (hours, 2-core CPU)")):
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
     axes[0].set_xscale("log")
     axes[0].set_ylabel("mean return of the last 100 training games")
     axes[0].legend(loc="upper left")
     fig.suptitle("Pong: every reported run")
-    fig.tight_layout()
-    out = PLOTS / "all_runs.png"
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, "all_runs")
 
 
 def hours(seconds: float) -> str:

@@ -109,12 +109,13 @@ def env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
     import dqn_cnn
 
     envs = dqn_cnn.make_env("PongNoFrameskip-v4", num_envs, 0)
-    return {**random_play(envs, num_envs, [0, 1, 2, 3, 4, 5], seconds),
+    return {**random_play(envs, [0, 1, 2, 3, 4, 5], seconds),
             "command": f"ale_py AtariVectorEnv, {num_envs} env(s), DeepMind preprocessing, random actions"}
 
 
-def random_play(envs, num_envs: int, actions: list[int], seconds: float) -> dict:
+def random_play(envs, actions: list[int], seconds: float) -> dict:
     """Agent steps per second of a vector env stepped with random actions for `seconds`, nothing else."""
+    num_envs = envs.num_envs
     envs.reset(seed=0)
     rng = np.random.default_rng(0)
     steps, start = 0, time.perf_counter()
@@ -140,7 +141,7 @@ def raw_env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
     import ppo_ray
 
     envs = ppo_ray.make_env("pong", 0.0, 4, num_envs, num_threads=1)
-    return {**random_play(envs, num_envs, [ppo_ray.UP, ppo_ray.DOWN], seconds),
+    return {**random_play(envs, [ppo_ray.UP, ppo_ray.DOWN], seconds),
             "command": f"ale_py AtariVectorEnv, {num_envs} env(s), 1 thread, raw 210x160 RGB, frameskip 4, "
                        "random UP/DOWN: one ppo_ray worker's games, without the agent"}
 
@@ -164,13 +165,8 @@ def ray_breakdown(rounds: int = 200) -> dict:
              "returns": rng.standard_normal(n)}
     answer = ppo_ray.batch_gradient(model, batch, 0.0, 1.0, 0.1, 0.01)
 
-    def learner_step():
-        grads, _, _ = ppo_ray.average_gradients([answer, answer])
-        for name, p in model.named_parameters():
-            p.grad = torch.from_numpy(grads[name])
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def learner_step():  # what the learner does with 2 workers' answers
+        ppo_ray.learner_step(model, optimizer, ppo_ray.average_gradients([answer, answer])[0], 0.5)
 
     @ray.remote(num_cpus=1)
     class Echo:
@@ -200,7 +196,7 @@ def pg_env_ceiling(num_envs: int = 8, seconds: float = 8.0) -> dict:
     import pg_numpy
 
     envs = pg_numpy.make_env("ALE/Pong-v5", num_envs, 0)
-    return {**random_play(envs, num_envs, [pg_numpy.UP, pg_numpy.DOWN], seconds),
+    return {**random_play(envs, [pg_numpy.UP, pg_numpy.DOWN], seconds),
             "command": f"pg_numpy.make_env: ALE/Pong-v5 (sticky 0.25), {num_envs} env(s), raw 210x160 RGB, frameskip 4, "
                        "random UP/DOWN: pg_numpy.py's games, without the agent"}
 

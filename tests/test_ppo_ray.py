@@ -126,15 +126,18 @@ def test_policy_from_nonzero_pixels_equals_the_dense_network(pr):
     model = pr.Policy()
     x = torch.from_numpy(random_batch(32, 0, model)["x"])
     x[3] = x[-1] = 0  # first steps of games: all-zero difference frames, one of them the last bag
+
+    def dense(batch):
+        return torch.relu(batch.float() @ model.w1) @ model.w2
+
     for batch in (x, torch.zeros_like(x[:4])):  # and a rollout's very first step: every game at its start
-        dense = torch.relu(batch.float() @ model.w1) @ model.w2
-        logits = model(batch)
-        torch.testing.assert_close(logits, dense, rtol=1e-5, atol=1e-5)
+        logits, expected = model(batch), dense(batch)
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
         (g_sparse,) = torch.autograd.grad(logits.square().sum() + logits.sum(), model.w2)
-        (g_dense,) = torch.autograd.grad(dense.square().sum() + dense.sum(), model.w2)
+        (g_dense,) = torch.autograd.grad(expected.square().sum() + expected.sum(), model.w2)
         torch.testing.assert_close(g_sparse, g_dense, rtol=1e-4, atol=1e-6)
     (g_sparse,) = torch.autograd.grad(model(x).square().sum(), model.w1)
-    (g_dense,) = torch.autograd.grad((torch.relu(x.float() @ model.w1) @ model.w2).square().sum(), model.w1)
+    (g_dense,) = torch.autograd.grad(dense(x).square().sum(), model.w1)
     torch.testing.assert_close(g_sparse, g_dense, rtol=1e-4, atol=1e-6)
 
 
