@@ -11,7 +11,8 @@ its command and curve are in `benchmark/RESULTS.md`.
 Preprocessing is Karpathy's, batched in NumPy on ale-py's threaded C++ `AtariVectorEnv`, which
 returns raw 210x160 grayscale screens (no resize, no stack, no max-pool; 30 random no-ops and FIRE
 on reset; each action repeated `--frameskip` times). Each screen is cropped to rows 35..194,
-every second row and column is kept, the background (gray 87, the seed's red value 144) is erased
+every second row and column is kept, both of the court's background colours (gray 87 and 107,
+the seed's red values 144 and 109; Pong draws some episodes' first frames in the second) are erased
 and everything else set to 1: an 80x80 binary image. The input is the difference of the last two
 such images (int8 in {-1, 0, 1}; the first of an episode is the image itself). An MLP has no
 convolutions and no frame stack, so the difference frame is what shows it the ball's motion;
@@ -198,8 +199,10 @@ def check_args(args: Args) -> None:
 
 # ---------------------------------------------------------------------------- environment
 CROP_TOP = 35
-BACKGROUND_GRAY = 87  # Pong's court in ale-py's grayscale screen; the seed erased its red value, 144
-BACKGROUND_RED = 144
+# Pong's court has two colours (the second on some episodes' first frames): in ale-py's grayscale
+# screen 87 and 107, in an RGB screen's red channel 144 and 109 (the seed's values).
+BACKGROUND_GRAY = (87, 107)
+BACKGROUND_RED = (144, 109)
 UP_DOWN = np.array([2, 3])  # Pong's minimal action set: NOOP, FIRE, RIGHT (up), LEFT (down), ...
 
 
@@ -229,20 +232,23 @@ def num_inputs(crop_bottom: int) -> int:
     return len(range(CROP_TOP, crop_bottom, 2)) * 80
 
 
-def preprocess(screens: np.ndarray, crop_bottom: int = 195, background: int = BACKGROUND_GRAY) -> np.ndarray:
+def preprocess(screens: np.ndarray, crop_bottom: int = 195,
+               background: tuple[int, int] = BACKGROUND_GRAY) -> np.ndarray:
     """Karpathy's prepro, batched: (N, 210, 160) screens -> (N, rows * 80) int8 in {0, 1}.
 
-    Crop rows 35..crop_bottom-1, keep every second row and column, erase the background, set the rest
-    (paddles, ball) to 1. `background` is 87 for ale-py's grayscale screens, 144 for an RGB screen's red channel.
+    Crop rows 35..crop_bottom-1, keep every second row and column, erase both background colours, set the
+    rest (paddles, ball) to 1. `background` is BACKGROUND_GRAY for ale-py's grayscale screens, BACKGROUND_RED
+    for an RGB screen's red channel.
     """
-    image = screens[:, CROP_TOP:crop_bottom:2, ::2] != background
+    crop = screens[:, CROP_TOP:crop_bottom:2, ::2]
+    image = (crop != background[0]) & (crop != background[1])
     return image.reshape(len(screens), -1).view(np.int8)
 
 
 class DifferenceFrames:
     """The policy's input per env: this image minus the previous one; an episode's first image stands alone."""
 
-    def __init__(self, num_envs: int, crop_bottom: int, background: int = BACKGROUND_GRAY):
+    def __init__(self, num_envs: int, crop_bottom: int, background: tuple[int, int] = BACKGROUND_GRAY):
         self.crop_bottom, self.background = crop_bottom, background
         self.prev = np.zeros((num_envs, num_inputs(crop_bottom)), np.int8)
         self.diff = torch.zeros((num_envs, num_inputs(crop_bottom)), dtype=torch.int8)

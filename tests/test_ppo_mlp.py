@@ -31,7 +31,8 @@ def sparse_frames(n: int, inputs: int = 6400, nonzero: int = 30, seed: int = 0) 
 
 # ---------------------------------------------------------------------------- preprocessing
 def test_preprocess_crops_downsamples_erases_background_and_binarizes():
-    screens = np.full((2, 210, 160), ppo.BACKGROUND_GRAY, np.uint8)
+    screens = np.full((2, 210, 160), ppo.BACKGROUND_GRAY[0], np.uint8)
+    screens[1, 100:120] = ppo.BACKGROUND_GRAY[1]  # the court's second colour: background too
     screens[0, 35, 0] = 236  # top-left of the crop: kept
     screens[0, 36, 0] = 236  # odd row: dropped by the downsampling
     screens[0, 193, 158] = 147  # bottom-right kept pixel (row 193, column 158): the court's last row
@@ -46,17 +47,20 @@ def test_preprocess_crops_downsamples_erases_background_and_binarizes():
     assert ppo.num_inputs(195) == 6400 and ppo.num_inputs(185) == 6000
 
 
-def test_preprocess_of_the_red_channel_matches_the_grayscale_screen():
-    """The vector env's gray screens (training) and the red channel of RGB screens (the video) give the same
-    binary images: gray 87 is red 144, and no other colour of Pong's court is either."""
+def pong_vector_env(num_envs: int, grayscale: bool = True):
+    """Raw screens with the training env's settings (no-op and FIRE starts, frame skip 4, NextStep autoreset)."""
     import ale_py
 
-    def pong(grayscale: bool):
-        return ale_py.vector_env.AtariVectorEnv(
-            game="pong", num_envs=2, frameskip=4, stack_num=1, img_height=210, img_width=160, grayscale=grayscale,
-            maxpool=False, noop_max=30, use_fire_reset=True, reward_clipping=False, autoreset_mode="NextStep")
+    return ale_py.vector_env.AtariVectorEnv(
+        game="pong", num_envs=num_envs, frameskip=4, stack_num=1, img_height=210, img_width=160,
+        grayscale=grayscale, maxpool=False, noop_max=30, use_fire_reset=True, reward_clipping=False,
+        autoreset_mode="NextStep")
 
-    gray_env, rgb_env = pong(True), pong(False)
+
+def test_preprocess_of_the_red_channel_matches_the_grayscale_screen():
+    """The vector env's gray screens (training) and the red channel of RGB screens (the video) give the same
+    binary images: gray 87 and 107 are red 144 and 109, the court's two colours."""
+    gray_env, rgb_env = pong_vector_env(2), pong_vector_env(2, grayscale=False)
     gray, _ = gray_env.reset(seed=3)
     rgb, _ = rgb_env.reset(seed=3)
     rng = np.random.default_rng(0)
@@ -71,11 +75,22 @@ def test_preprocess_of_the_red_channel_matches_the_grayscale_screen():
     rgb_env.close()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_first_images_after_a_reset_show_only_paddles_and_ball(seed):
+    """Pong draws some episodes' first frames with its second court colour (1-2 of 16 games at every reset
+    seed here); erasing only the first left those images all ones: thousands of pixels, not a game."""
+    env = pong_vector_env(16)
+    screens, _ = env.reset(seed=seed)
+    env.close()
+    pixels_on = ppo.preprocess(screens[:, 0]).sum(1)
+    assert pixels_on.max() < 100, pixels_on
+
+
 def test_difference_frames_first_image_stands_alone_then_differences():
     frames = ppo.DifferenceFrames(2, 195)
-    a = np.full((2, 210, 160), ppo.BACKGROUND_GRAY, np.uint8)
+    a = np.full((2, 210, 160), ppo.BACKGROUND_GRAY[0], np.uint8)
     a[:, 35, 0] = 236
-    b = np.full((2, 210, 160), ppo.BACKGROUND_GRAY, np.uint8)
+    b = np.full((2, 210, 160), ppo.BACKGROUND_GRAY[0], np.uint8)
     b[:, 37, 0] = 236
     first = frames(a, np.ones(2, bool)).clone()
     assert first[:, 0].tolist() == [1, 1] and first.sum() == 2
