@@ -89,8 +89,10 @@ class Args:
     """no training: load this checkpoint, play `--eval-episodes` episodes, report"""
     eval_episodes: int = 10
     """episodes for the final and the `--eval-checkpoint` evaluation"""
-    eval_epsilon: float = 0.0
-    """epsilon of the evaluation policy (0: greedy)"""
+    eval_sticky: Optional[float] = None
+    """evaluate with this sticky-action probability, not the env's own (0.25: Machado et al. 2018; 0: none)"""
+    eval_epsilon: float = 0.05
+    """epsilon of the evaluation policy (0.05: the Nature DQN evaluation; 0: greedy)"""
     run_dir: Optional[str] = None
     """where outputs go; default `runs/<env>__<exp-name>__<seed>__<unix-time>`"""
     target_return: Optional[float] = None
@@ -162,6 +164,7 @@ def check_args(args: Args) -> None:
     need(args.learning_starts <= args.buffer_size, "--learning-starts",
          f"at most --buffer-size ({args.buffer_size})", args.learning_starts)
     ale_game(args.env_id)
+    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
     if args.track and importlib.util.find_spec("wandb") is None:
         raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
@@ -180,10 +183,14 @@ def ale_game(env_id: str) -> dict:
     return {"game": kwargs["game"], "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
 
 
-def make_env(env_id: str, num_envs: int, seed: int):
-    """DeepMind-preprocessed Atari in ale-py's threaded vector env; observations (num_envs, 4, 84, 84) uint8."""
+def make_env(env_id: str, num_envs: int, seed: int, sticky: Optional[float] = None):
+    """DeepMind-preprocessed Atari in ale-py's threaded vector env; observations (num_envs, 4, 84, 84) uint8.
+    `sticky`, when given, replaces the env id's sticky-action probability."""
+    game = ale_game(env_id)
+    if sticky is not None:
+        game["repeat_action_probability"] = sticky
     envs = ale_py.vector_env.AtariVectorEnv(
-        num_envs=num_envs, **ale_game(env_id), frameskip=4, stack_num=4, img_height=84, img_width=84,
+        num_envs=num_envs, **game, frameskip=4, stack_num=4, img_height=84, img_width=84,
         grayscale=True, maxpool=True, noop_max=30, use_fire_reset=True, episodic_life=False,
         reward_clipping=False, autoreset_mode="NextStep")
     envs.reset(seed=seed)
@@ -205,10 +212,6 @@ class QNetwork(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.net(frames.float() / 255.0)
-
-
-def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
-    return max(end_e, start_e + (end_e - start_e) * t / duration)
 
 
 # ---------------------------------------------------------------------------- replay
@@ -322,6 +325,16 @@ def td_loss(q_network: nn.Module, target_network: nn.Module, obs, actions, retur
     return F.mse_loss(q_taken, target), q_taken
 
 
+def gradient_step(q_network: nn.Module, target_network: nn.Module, optimizer: torch.optim.Optimizer,
+                  obs, actions, returns, discount, next_obs):
+    """One optimizer step on the TD loss of a batch; returns the loss and the mean Q-value of the actions taken."""
+    loss, q_taken = td_loss(q_network, target_network, obs, actions, returns, discount, next_obs)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), q_taken.detach().mean()
+
+
 # ---------------------------------------------------------------------------- run plumbing
 def fail(message: str) -> None:
     print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
@@ -382,6 +395,36 @@ def saved_settings(argv: list[str]) -> list[str]:
     return []
 
 
+@dataclass
+class LinearSchedule:
+    """A value that moves linearly from `start_value` at agent step `start_step` to `end_value` at `end_step`,
+    then stays there (epsilon, an annealed learning rate). Saved in the checkpoint, so a resume continues it."""
+    start_step: int
+    start_value: float
+    end_step: float
+    end_value: float
+
+    def __call__(self, step: int) -> float:
+        if step >= self.end_step:
+            return self.end_value
+        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
+            self.end_step - self.start_step)
+
+    def resumed(self, step: int, old_total: int, new_total: int) -> LinearSchedule:
+        """The schedule a resume at `step` with a new `--total-timesteps` follows: it starts from the value
+        reached and stretches (or squeezes) what remains in proportion to the steps left, so it never jumps;
+        a finished schedule stays finished."""
+        if step >= self.end_step or new_total == old_total:
+            return self
+        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
+        return LinearSchedule(step, self(step), end, self.end_value)
+
+    def describe(self, name: str, step: int) -> str:
+        if step >= self.end_step:
+            return f"{name} schedule finished: stays at {self.end_value:.4g}"
+        return f"{name} schedule: {self(step):.4g} at step {step:,}, {self.end_value:.4g} at step {self.end_step:,.0f}"
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -409,12 +452,12 @@ class Progress:
             print()
 
 
-def evaluate(q_network: QNetwork, env_id: str, episodes: int, seed: int, epsilon: float,
+def evaluate(q_network: QNetwork, env_id: str, episodes: int, seed: int, epsilon: float, sticky: float,
              device: torch.device, video_dir: Optional[Path] = None) -> list[float]:
     """Play `episodes` whole games; each env plays a fixed share, so that short games are not favoured."""
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
-    envs = make_env(env_id, num_envs, seed)
+    envs = make_env(env_id, num_envs, seed, sticky)
     obs, _ = envs.reset(seed=seed)
     rng = np.random.default_rng(seed)
     returns, ep_return, done_before = [], np.zeros(num_envs), np.zeros(num_envs, bool)
@@ -463,10 +506,10 @@ def record_video(q_network: QNetwork, env_id: str, seed: int, device: torch.devi
     env.close()
 
 
-def write_eval(run_dir: Path, returns: list[float], checkpoint: str) -> dict:
-    report = {"episodes": len(returns), "mean": float(np.mean(returns)), "std": float(np.std(returns)),
-              "min": float(np.min(returns)), "max": float(np.max(returns)), "returns": returns,
-              "checkpoint": checkpoint}
+def write_eval(run_dir: Path, returns: list[float], checkpoint: str, env_id: str, sticky: float) -> dict:
+    report = {"env_id": env_id, "sticky": sticky, "episodes": len(returns), "mean": float(np.mean(returns)),
+              "std": float(np.std(returns)), "min": float(np.min(returns)), "max": float(np.max(returns)),
+              "returns": returns, "checkpoint": checkpoint}
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -495,15 +538,16 @@ def main(args: Args) -> None:
     if args.eval_checkpoint is not None:
         ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
         env_id = ckpt["args"]["env_id"]
+        sticky = ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
         q_network = QNetwork(ckpt["num_actions"]).to(device)
         q_network.load_state_dict(ckpt["model"])
         out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
                                        f"{int(time.time())}")
         out_dir.mkdir(parents=True, exist_ok=True)
         returns = evaluate(q_network, env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
-                           device, out_dir / "videos" if args.capture_video else None)
-        report = write_eval(out_dir, returns, str(path))
-        print(f"eval {path}: {report['episodes']} episodes of {env_id}, return "
+                           sticky, device, out_dir / "videos" if args.capture_video else None)
+        report = write_eval(out_dir, returns, str(path), env_id, sticky)
+        print(f"eval {path}: {report['episodes']} episodes of {env_id} (sticky actions {sticky:g}), return "
               f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
               f" -> {out_dir / 'eval.json'}")
         return
@@ -541,6 +585,7 @@ def main(args: Args) -> None:
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
     replay = FrameReplay(args.buffer_size, args.num_envs, args.n_step, args.gamma)
     global_step, episode, grad_steps, wall_before, recent = 0, 0, 0, 0.0, []
+    epsilon_schedule = LinearSchedule(0, args.start_e, args.exploration_fraction * args.total_timesteps, args.end_e)
 
     if ckpt is not None:
         q_network.load_state_dict(ckpt["model"])
@@ -554,6 +599,15 @@ def main(args: Args) -> None:
         random.setstate(ckpt["python_rng"])
         rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
+        if "epsilon_schedule" in ckpt:
+            epsilon_schedule = LinearSchedule(**ckpt["epsilon_schedule"])
+        else:  # written before schedules were saved: the one its own total planned
+            epsilon_schedule = LinearSchedule(0, args.start_e, args.exploration_fraction *
+                                              ckpt["args"]["total_timesteps"], args.end_e)
+        if ckpt["args"]["total_timesteps"] != args.total_timesteps:
+            epsilon_schedule = epsilon_schedule.resumed(global_step, ckpt["args"]["total_timesteps"],
+                                                        args.total_timesteps)
+            print(f"--total-timesteps changed: {epsilon_schedule.describe('epsilon', global_step)}")
         # The emulators' state is not saved: the envs restart their games, reseeded from the step reached.
         envs.reset(seed=args.seed + global_step)
         print(f"resumed {path} at step {global_step:,}, episode {episode}")
@@ -587,7 +641,7 @@ def main(args: Args) -> None:
             "model": q_network.state_dict(), "target_model": target_network.state_dict(),
             "optimizer": optimizer.state_dict(), "replay": replay.state_dict(),
             "global_step": global_step, "episode": episode, "grad_steps": grad_steps,
-            "wall_time_s": wall_before + time.time() - start,
+            "epsilon_schedule": asdict(epsilon_schedule), "wall_time_s": wall_before + time.time() - start,
             "recent_returns": recent[-100:], "python_rng": random.getstate(),
             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         }, run_dir / "checkpoint.pt")
@@ -596,15 +650,7 @@ def main(args: Args) -> None:
     signal.signal(signal.SIGINT, lambda s, f: stop_signal.append(s))
     signal.signal(signal.SIGTERM, lambda s, f: stop_signal.append(s))
 
-    def gradient_step(obs, actions, returns, discount, next_obs):
-        loss, q_taken = td_loss(q_network, target_network, obs, actions, returns, discount, next_obs)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach(), q_taken.detach().mean()
-
-    if args.compile:
-        gradient_step = torch.compile(gradient_step)
+    step_fn = torch.compile(gradient_step) if args.compile else gradient_step
 
     obs, _ = envs.reset(seed=args.seed + global_step)
     first = np.ones(args.num_envs, bool)
@@ -621,8 +667,7 @@ def main(args: Args) -> None:
         return global_step // period != step_before // period
 
     while global_step < args.total_timesteps and not stop_signal and not reached_target:
-        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps,
-                                  global_step)
+        epsilon = epsilon_schedule(global_step)
         with torch.inference_mode():
             actions = q_network(torch.from_numpy(obs).to(device)).argmax(1).cpu().numpy()
         explore = rng.random(args.num_envs) < epsilon
@@ -657,7 +702,8 @@ def main(args: Args) -> None:
             while grad_steps <= (global_step - args.learning_starts) // args.train_frequency:
                 grad_steps += 1
                 b_obs, b_actions, b_returns, b_discount, b_next = replay.sample(args.batch_size, rng)
-                loss_value, q_value = gradient_step(
+                loss_value, q_value = step_fn(
+                    q_network, target_network, optimizer,
                     torch.from_numpy(b_obs).to(device), torch.from_numpy(b_actions).to(device),
                     torch.from_numpy(b_returns).to(device), torch.from_numpy(b_discount).to(device),
                     torch.from_numpy(b_next).to(device))
@@ -665,7 +711,7 @@ def main(args: Args) -> None:
                 for tp, qp in zip(target_network.parameters(), q_network.parameters()):
                     tp.data.copy_(args.tau * qp.data + (1.0 - args.tau) * tp.data)
 
-        if crossed(1000):
+        if crossed(100) or step_before == start_step:  # and once at every start, so a resume shows its epsilon
             writer.add_scalar("charts/SPS", sps, global_step)
             writer.add_scalar("charts/epsilon", epsilon, global_step)
             if loss_value is not None:
@@ -694,10 +740,11 @@ def main(args: Args) -> None:
     final = {"script": SCRIPT, "args": asdict(args), "num_actions": num_actions, "model": q_network.state_dict(),
              "global_step": global_step}
     save_atomic(final, run_dir / "final_model.pt")
+    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
     returns = evaluate(q_network, args.env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
-                       device,
+                       sticky, device,
                        run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"))
+    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"), args.env_id, sticky)
     writer.add_scalar("eval/mean_return", report["mean"], global_step)
     writer.close()
     why = "reached --target-return" if reached_target else "done"

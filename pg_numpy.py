@@ -112,6 +112,8 @@ class Args:
     """no training: load this checkpoint, play `--eval-episodes` episodes, report"""
     eval_episodes: int = 10
     """episodes for the final and the `--eval-checkpoint` evaluation"""
+    eval_sticky: Optional[float] = None
+    """evaluate with this sticky-action probability, not the env's own (0.25: Machado et al. 2018; 0: none)"""
     eval_argmax: bool = False
     """evaluate the argmax policy (UP when p > 0.5) instead of the trained stochastic one"""
     run_dir: Optional[str] = None
@@ -156,6 +158,7 @@ def check_args(args: Args) -> None:
     need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
          "used with wandb installed (pip install wandb)", args.track)
     env_settings(args.env_id)
+    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
 
 
 # ---------------------------------------------------------------------------- environment
@@ -186,9 +189,13 @@ def env_settings(env_id: str) -> dict:
     return kwargs
 
 
-def make_env(env_id: str, num_envs: int, seed: int):
-    """Raw RGB frames of `num_envs` games, (num_envs, [1,] 210, 160, 3) uint8; the step after a game's end resets it."""
+def make_env(env_id: str, num_envs: int, seed: int, noop_max: int = 0, sticky: Optional[float] = None):
+    """Raw RGB frames of `num_envs` games, (num_envs, [1,] 210, 160, 3) uint8; the step after a game's end resets it.
+    `noop_max`: each game starts after up to that many random no-ops (ale-py's native env only); `sticky`, when
+    given, replaces the env id's sticky-action probability."""
     kwargs = env_settings(env_id)
+    if sticky is not None:
+        kwargs["repeat_action_probability"] = sticky
     native = set(kwargs) <= NATIVE and isinstance(kwargs.get("frameskip", 4), int)
     if native and gym.spec(env_id).max_episode_steps is None:
         envs = ale_py.vector_env.AtariVectorEnv(
@@ -196,10 +203,11 @@ def make_env(env_id: str, num_envs: int, seed: int):
             repeat_action_probability=kwargs.get("repeat_action_probability", 0.25),
             full_action_space=kwargs.get("full_action_space", False),
             max_num_frames_per_episode=kwargs.get("max_num_frames_per_episode", 108_000),
-            img_height=210, img_width=160, grayscale=False, stack_num=1, maxpool=False, noop_max=0,
+            img_height=210, img_width=160, grayscale=False, stack_num=1, maxpool=False, noop_max=noop_max,
             use_fire_reset=False, episodic_life=False, reward_clipping=False, autoreset_mode="NextStep")
     else:  # e.g. Pong-v0's random frameskip, or a time limit: one Python env per game, stepped in turn
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+        override = {} if sticky is None else {"repeat_action_probability": sticky}
+        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **override)
     envs.reset(seed=seed)
     return envs
 
@@ -469,12 +477,12 @@ class Progress:
             print()
 
 
-def evaluate(model: dict, env_id: str, episodes: int, seed: int, argmax: bool,
+def evaluate(model: dict, env_id: str, sticky: float, episodes: int, seed: int, argmax: bool,
              video_dir: Optional[Path] = None) -> list[float]:
     """Play `episodes` full games; each env plays its fixed share, so short games are not favoured."""
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
-    envs = make_env(env_id, num_envs, seed)
+    envs = make_env(env_id, num_envs, seed, noop_max=30, sticky=sticky)  # the evaluation protocol's no-op starts
     obs, _ = envs.reset(seed=seed)
     rng = np.random.default_rng(seed)
     returns, ep_return = [], np.zeros(num_envs)
@@ -511,9 +519,11 @@ def evaluate(model: dict, env_id: str, episodes: int, seed: int, argmax: bool,
     return returns
 
 
-def write_eval(run_dir: Path, returns: list[float], checkpoint: str, global_step: int, argmax: bool) -> dict:
-    report = {"episodes": len(returns), "mean": float(np.mean(returns)), "std": float(np.std(returns)),
-              "min": float(np.min(returns)), "max": float(np.max(returns)), "returns": returns,
+def write_eval(run_dir: Path, returns: list[float], checkpoint: str, global_step: int, argmax: bool,
+               env_id: str, sticky: float) -> dict:
+    report = {"env_id": env_id, "sticky": sticky, "episodes": len(returns), "mean": float(np.mean(returns)),
+              "std": float(np.std(returns)), "min": float(np.min(returns)), "max": float(np.max(returns)),
+              "returns": returns,
               "checkpoint": checkpoint, "global_step": global_step, "policy": "argmax" if argmax else "stochastic"}
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -536,15 +546,17 @@ def main(args: Args) -> None:
     if args.eval_checkpoint is not None:
         ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
         env_id = ckpt["args"]["env_id"]
-        env_settings(env_id)  # still registered? (checked before any output dir exists)
+        sticky = env_settings(env_id).get("repeat_action_probability", 0.25) if args.eval_sticky is None \
+            else args.eval_sticky  # (and is the id still registered? checked before any output dir exists)
         model = {"W1": ckpt["W1"], "W2": ckpt["W2"]}
         out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
                                        f"{int(time.time())}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(model, env_id, args.eval_episodes, args.seed + 10_000, args.eval_argmax,
+        returns = evaluate(model, env_id, sticky, args.eval_episodes, args.seed + 10_000, args.eval_argmax,
                            out_dir / "videos" if args.capture_video else None)
-        report = write_eval(out_dir, returns, str(path), int(ckpt["global_step"]), args.eval_argmax)
-        print(f"eval {path}: {report['episodes']} episodes of {env_id} ({report['policy']} policy), return "
+        report = write_eval(out_dir, returns, str(path), int(ckpt["global_step"]), args.eval_argmax, env_id, sticky)
+        print(f"eval {path}: {report['episodes']} episodes of {env_id} (sticky actions {sticky:g}, "
+              f"{report['policy']} policy), return "
               f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
               f" -> {out_dir / 'eval.json'}")
         return
@@ -707,9 +719,12 @@ def main(args: Args) -> None:
     # The weights alone (float32, 5 MB): what to ship and evaluate; checkpoint.npz adds RMSProp's cache to resume.
     save_atomic({"script": np.array(SCRIPT), "args": np.array(json.dumps(asdict(args))), "W1": model["W1"],
                  "W2": model["W2"], "global_step": np.array(global_step)}, run_dir / "final_model.npz")
-    returns = evaluate(model, args.env_id, args.eval_episodes, args.seed + 10_000, args.eval_argmax,
+    sticky = env_settings(args.env_id).get("repeat_action_probability", 0.25) if args.eval_sticky is None \
+        else args.eval_sticky
+    returns = evaluate(model, args.env_id, sticky, args.eval_episodes, args.seed + 10_000, args.eval_argmax,
                        run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "final_model.npz"), global_step, args.eval_argmax)
+    report = write_eval(run_dir, returns, str(run_dir / "final_model.npz"), global_step, args.eval_argmax,
+                        args.env_id, sticky)
     writer.add_scalar("eval/mean_return", report["mean"], global_step)
     writer.close()
     print(f"done: {global_step:,} steps, {episode} episodes, {updates} updates, "

@@ -115,6 +115,8 @@ class Args:
     """no training: load this checkpoint (or `final_model.pt`), play `--eval-episodes` episodes, report"""
     eval_episodes: int = 10
     """episodes for the final and the `--eval-checkpoint` evaluation"""
+    eval_sticky: Optional[float] = None
+    """evaluate with this sticky-action probability, not the env's own (0.25: Machado et al. 2018; 0: none)"""
     eval_deterministic: bool = False
     """evaluate with the most probable action instead of sampling as in training (the seed's `deterministic`)"""
     run_dir: Optional[str] = None
@@ -193,6 +195,7 @@ def check_args(args: Args) -> None:
          args.crop_bottom)
     need(args.torch_threads >= 1, "--torch-threads", "at least 1", args.torch_threads)
     ale_game(args.env_id)
+    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
     if args.track and importlib.util.find_spec("wandb") is None:
         raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
@@ -220,10 +223,14 @@ def ale_game(env_id: str) -> dict:
     return {"game": kwargs["game"], "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
 
 
-def make_env(env_id: str, num_envs: int, frameskip: int):
-    """Raw 210x160 grayscale Pong screens from ale-py's threaded vector env: observations (num_envs, 1, 210, 160)."""
+def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float] = None):
+    """Raw 210x160 grayscale Pong screens from ale-py's threaded vector env: observations (num_envs, 1, 210, 160).
+    `sticky`, when given, replaces the env id's sticky-action probability."""
+    game = ale_game(env_id)
+    if sticky is not None:
+        game["repeat_action_probability"] = sticky
     return ale_py.vector_env.AtariVectorEnv(
-        num_envs=num_envs, **ale_game(env_id), frameskip=frameskip, stack_num=1, img_height=210, img_width=160,
+        num_envs=num_envs, **game, frameskip=frameskip, stack_num=1, img_height=210, img_width=160,
         grayscale=True, maxpool=False, noop_max=30, use_fire_reset=True, episodic_life=False,
         reward_clipping=False, autoreset_mode="NextStep")
 
@@ -471,6 +478,36 @@ def saved_settings(argv: list[str]) -> list[str]:
     return []
 
 
+@dataclass
+class LinearSchedule:
+    """A value that moves linearly from `start_value` at agent step `start_step` to `end_value` at `end_step`,
+    then stays there (epsilon, an annealed learning rate). Saved in the checkpoint, so a resume continues it."""
+    start_step: int
+    start_value: float
+    end_step: float
+    end_value: float
+
+    def __call__(self, step: int) -> float:
+        if step >= self.end_step:
+            return self.end_value
+        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
+            self.end_step - self.start_step)
+
+    def resumed(self, step: int, old_total: int, new_total: int) -> LinearSchedule:
+        """The schedule a resume at `step` with a new `--total-timesteps` follows: it starts from the value
+        reached and stretches (or squeezes) what remains in proportion to the steps left, so it never jumps;
+        a finished schedule stays finished."""
+        if step >= self.end_step or new_total == old_total:
+            return self
+        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
+        return LinearSchedule(step, self(step), end, self.end_value)
+
+    def describe(self, name: str, step: int) -> str:
+        if step >= self.end_step:
+            return f"{name} schedule finished: stays at {self.end_value:.4g}"
+        return f"{name} schedule: {self(step):.4g} at step {step:,}, {self.end_value:.4g} at step {self.end_step:,.0f}"
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -504,7 +541,7 @@ def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.d
     torch.manual_seed(seed)  # the sampled actions, so that the same seed replays the same games
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
-    envs = make_env(args.env_id, num_envs, args.frameskip)
+    envs = make_env(args.env_id, num_envs, args.frameskip, args.eval_sticky)
     screens, _ = envs.reset(seed=seed)
     frames = DifferenceFrames(num_envs, args.crop_bottom)
     x = frames(screens[:, 0], np.ones(num_envs, bool))
@@ -548,10 +585,10 @@ def record_video(agent: Agent, args: Args, seed: int, device: torch.device, vide
     env.close()
 
 
-def write_eval(run_dir: Path, returns: list[float], checkpoint: str) -> dict:
-    report = {"episodes": len(returns), "mean": float(np.mean(returns)), "std": float(np.std(returns)),
-              "min": float(np.min(returns)), "max": float(np.max(returns)), "returns": returns,
-              "checkpoint": checkpoint}
+def write_eval(run_dir: Path, returns: list[float], checkpoint: str, env_id: str, sticky: float) -> dict:
+    report = {"env_id": env_id, "sticky": sticky, "episodes": len(returns), "mean": float(np.mean(returns)),
+              "std": float(np.std(returns)), "min": float(np.min(returns)), "max": float(np.max(returns)),
+              "returns": returns, "checkpoint": checkpoint}
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -581,6 +618,7 @@ def main(args: Args) -> None:
     if args.eval_checkpoint is not None:
         ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
         trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom")}})
+        sticky = ale_game(trained.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
         agent = Agent(num_inputs(trained.crop_bottom)).to(device)
         agent.load_state_dict(ckpt["model"])
         out_dir = Path(args.run_dir or f"runs/{trained.env_id.replace('/', '-')}__{args.exp_name}-eval__"
@@ -588,8 +626,8 @@ def main(args: Args) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         returns = evaluate(agent, trained, args.eval_episodes, args.seed + 10_000, device,
                            out_dir / "videos" if args.capture_video else None)
-        report = write_eval(out_dir, returns, str(path))
-        print(f"eval {path}: {report['episodes']} episodes of {trained.env_id}, return "
+        report = write_eval(out_dir, returns, str(path), trained.env_id, sticky)
+        print(f"eval {path}: {report['episodes']} episodes of {trained.env_id} (sticky actions {sticky:g}), return "
               f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
               f" -> {out_dir / 'eval.json'}")
         return
@@ -622,6 +660,8 @@ def main(args: Args) -> None:
     agent = Agent(inputs).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     global_step, episode, iteration, wall_before, recent = 0, 0, 0, 0.0, []
+    lr_schedule = LinearSchedule(0, args.learning_rate, args.total_timesteps if args.anneal_lr else 0,
+                                 0.0 if args.anneal_lr else args.learning_rate)
     if ckpt is not None:
         agent.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -630,6 +670,14 @@ def main(args: Args) -> None:
         recent = list(ckpt["recent_returns"])
         random.setstate(ckpt["python_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
+        if "lr_schedule" in ckpt:
+            lr_schedule = LinearSchedule(**ckpt["lr_schedule"])
+        else:  # written before schedules were saved: the one its own total planned
+            lr_schedule = LinearSchedule(0, args.learning_rate, ckpt["args"]["total_timesteps"] if args.anneal_lr
+                                         else 0, 0.0 if args.anneal_lr else args.learning_rate)
+        if ckpt["args"]["total_timesteps"] != args.total_timesteps:
+            lr_schedule = lr_schedule.resumed(global_step, ckpt["args"]["total_timesteps"], args.total_timesteps)
+            print(f"--total-timesteps changed: {lr_schedule.describe('learning-rate', global_step)}")
         print(f"resumed {path} at step {global_step:,}, episode {episode}")
 
     stop_signal = []
@@ -664,7 +712,8 @@ def main(args: Args) -> None:
         save_atomic({
             "script": SCRIPT, "args": asdict(args), "model": agent.state_dict(), "optimizer": optimizer.state_dict(),
             "global_step": global_step, "episode": episode, "iteration": iteration,
-            "wall_time_s": wall_before + time.time() - start, "recent_returns": recent[-100:],
+            "lr_schedule": asdict(lr_schedule), "wall_time_s": wall_before + time.time() - start,
+            "recent_returns": recent[-100:],
             "python_rng": random.getstate(), "torch_rng": torch.get_rng_state(),  # NumPy draws nothing
         }, run_dir / "checkpoint.pt")
 
@@ -690,7 +739,7 @@ def main(args: Args) -> None:
 
     while global_step < args.total_timesteps and not stop_signal and not reached_target:
         iteration += 1
-        lr = args.learning_rate * (1.0 - global_step / args.total_timesteps if args.anneal_lr else 1.0)
+        lr = lr_schedule(global_step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         for t in range(T):
@@ -775,9 +824,10 @@ def main(args: Args) -> None:
 
     final = {"script": SCRIPT, "args": asdict(args), "model": agent.state_dict(), "global_step": global_step}
     save_atomic(final, run_dir / "final_model.pt")
+    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
     returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device,
                        run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"))
+    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"), args.env_id, sticky)
     writer.add_scalar("eval/mean_return", report["mean"], global_step)
     writer.close()
     elapsed = time.time() - start

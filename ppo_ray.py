@@ -135,6 +135,8 @@ class Args:
     """no training: load this checkpoint, play `--eval-episodes` episodes, report"""
     eval_episodes: int = 10
     """episodes for the final and the `--eval-checkpoint` evaluation (the policy samples its actions)"""
+    eval_sticky: Optional[float] = None
+    """evaluate with this sticky-action probability, not the env's own (0.25: Machado et al. 2018; 0: none)"""
     run_dir: Optional[str] = None
     """where outputs go; default `runs/<env>__<exp-name>__<seed>__<unix-time>`"""
 
@@ -203,6 +205,7 @@ def check_args(args: Args) -> None:
     need(args.max_grad_norm > 0, "--max-grad-norm", "positive", args.max_grad_norm)
     need(args.target_kl is None or args.target_kl > 0, "--target-kl", "positive", args.target_kl)
     ale_game(args.env_id)
+    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
     if args.track and importlib.util.find_spec("wandb") is None:
         raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
@@ -455,12 +458,12 @@ class Worker:
 
 
 # ---------------------------------------------------------------------------- evaluation
-def evaluate(model: Policy, env_id: str, frameskip: int, episodes: int, seed: int, device: torch.device,
+def evaluate(model: Policy, env_id: str, sticky: float, frameskip: int, episodes: int, seed: int, device: torch.device,
              video_dir: Optional[Path] = None) -> list[float]:
     """Play `episodes` full games, sampling actions as in training; each game plays its fixed share of episodes."""
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
-    envs = make_env(**ale_game(env_id), frameskip=frameskip, num_envs=num_envs, num_threads=0)
+    envs = make_env(ale_game(env_id)["game"], sticky, frameskip=frameskip, num_envs=num_envs, num_threads=0)
     obs, _ = envs.reset(seed=seed)
     rng = np.random.default_rng(seed)
     prev = np.zeros((num_envs, D), np.uint8)
@@ -514,10 +517,10 @@ def record_video(model: Policy, env_id: str, frameskip: int, seed: int, device: 
     env.close()
 
 
-def write_eval(run_dir: Path, returns: list[float], checkpoint: str) -> dict:
-    report = {"episodes": len(returns), "mean": float(np.mean(returns)), "std": float(np.std(returns)),
-              "min": float(np.min(returns)), "max": float(np.max(returns)), "returns": returns,
-              "checkpoint": checkpoint}
+def write_eval(run_dir: Path, returns: list[float], checkpoint: str, env_id: str, sticky: float) -> dict:
+    report = {"env_id": env_id, "sticky": sticky, "episodes": len(returns), "mean": float(np.mean(returns)),
+              "std": float(np.std(returns)), "min": float(np.min(returns)), "max": float(np.max(returns)),
+              "returns": returns, "checkpoint": checkpoint}
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -583,6 +586,36 @@ def saved_settings(argv: list[str]) -> list[str]:
                 tokens += [flag, "None" if value is None else str(value)]
         return tokens
     return []
+
+
+@dataclass
+class LinearSchedule:
+    """A value that moves linearly from `start_value` at agent step `start_step` to `end_value` at `end_step`,
+    then stays there (epsilon, an annealed learning rate). Saved in the checkpoint, so a resume continues it."""
+    start_step: int
+    start_value: float
+    end_step: float
+    end_value: float
+
+    def __call__(self, step: int) -> float:
+        if step >= self.end_step:
+            return self.end_value
+        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
+            self.end_step - self.start_step)
+
+    def resumed(self, step: int, old_total: int, new_total: int) -> LinearSchedule:
+        """The schedule a resume at `step` with a new `--total-timesteps` follows: it starts from the value
+        reached and stretches (or squeezes) what remains in proportion to the steps left, so it never jumps;
+        a finished schedule stays finished."""
+        if step >= self.end_step or new_total == old_total:
+            return self
+        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
+        return LinearSchedule(step, self(step), end, self.end_value)
+
+    def describe(self, name: str, step: int) -> str:
+        if step >= self.end_step:
+            return f"{name} schedule finished: stays at {self.end_value:.4g}"
+        return f"{name} schedule: {self(step):.4g} at step {step:,}, {self.end_value:.4g} at step {self.end_step:,.0f}"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -689,15 +722,16 @@ def main(args: Args) -> None:
     if args.eval_checkpoint is not None:
         ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
         env_id, frameskip = ckpt["args"]["env_id"], ckpt["args"]["frameskip"]
+        sticky = ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
         model = Policy().to(device)
         model.load_state_dict(ckpt["model"])
         out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
                                        f"{int(time.time())}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(model, env_id, frameskip, args.eval_episodes, args.seed + 10_000, device,
+        returns = evaluate(model, env_id, sticky, frameskip, args.eval_episodes, args.seed + 10_000, device,
                            out_dir / "videos" if args.capture_video else None)
-        report = write_eval(out_dir, returns, str(path))
-        print(f"eval {path}: {report['episodes']} episodes of {env_id}, return "
+        report = write_eval(out_dir, returns, str(path), env_id, sticky)
+        print(f"eval {path}: {report['episodes']} episodes of {env_id} (sticky actions {sticky:g}), return "
               f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
               f" -> {out_dir / 'eval.json'}")
         return
@@ -776,6 +810,8 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
     model = Policy().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     global_step, episode, iteration, failures, wall_before, recent = 0, 0, 0, 0, 0.0, []
+    lr_schedule = LinearSchedule(0, args.learning_rate, args.total_timesteps if args.anneal_lr else 0,
+                                 0.0 if args.anneal_lr else args.learning_rate)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -783,6 +819,14 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
         failures, wall_before, recent = ckpt["worker_failures"], ckpt["wall_time_s"], list(ckpt["recent_returns"])
         random.setstate(ckpt["python_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
+        if "lr_schedule" in ckpt:
+            lr_schedule = LinearSchedule(**ckpt["lr_schedule"])
+        else:  # written before schedules were saved: the one its own total planned
+            lr_schedule = LinearSchedule(0, args.learning_rate, ckpt["args"]["total_timesteps"] if args.anneal_lr
+                                         else 0, 0.0 if args.anneal_lr else args.learning_rate)
+        if ckpt["args"]["total_timesteps"] != args.total_timesteps:
+            lr_schedule = lr_schedule.resumed(global_step, ckpt["args"]["total_timesteps"], args.total_timesteps)
+            print(f"--total-timesteps changed: {lr_schedule.describe('learning-rate', global_step)}")
 
     # ---- the workers: Ray actors that Ray restarts after a death; calls to a dead one fail rather than retry
     actor_cls = ray.remote(num_cpus=args.cpus_per_worker, max_restarts=args.max_restarts, max_task_retries=0)(Worker)
@@ -911,6 +955,7 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
         save_atomic({
             "script": SCRIPT, "args": asdict(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "global_step": global_step, "episode": episode, "iteration": iteration, "worker_failures": failures,
+            "lr_schedule": asdict(lr_schedule),
             "wall_time_s": wall_before + time.time() - start, "recent_returns": recent[-100:],
             "python_rng": random.getstate(), "torch_rng": torch.get_rng_state(),
         }, run_dir / "checkpoint.pt")
@@ -923,7 +968,7 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
     try:
         while global_step < args.total_timesteps and not stop_signal:
             iteration += 1
-            lr = args.learning_rate * (1.0 - global_step / args.total_timesteps if args.anneal_lr else 1.0)
+            lr = lr_schedule(global_step)
             optimizer.param_groups[0]["lr"] = lr
 
             # ---- rollout round: one ray.put of the weights for all workers
@@ -1022,9 +1067,10 @@ def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path,
     final = {"script": SCRIPT, "args": asdict(args), "model": model.state_dict(), "global_step": global_step}
     save_atomic(final, run_dir / "final_model.pt")
     ray.shutdown()  # free the workers' CPUs for the evaluation
-    returns = evaluate(model, args.env_id, args.frameskip, args.eval_episodes, args.seed + 10_000, device,
+    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+    returns = evaluate(model, args.env_id, sticky, args.frameskip, args.eval_episodes, args.seed + 10_000, device,
                        run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"))
+    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"), args.env_id, sticky)
     writer.add_scalar("eval/mean_return", report["mean"], global_step)
     writer.close()
     print(f"done: {global_step:,} steps, {episode} episodes, {wall_before + time.time() - start:.0f} s, "

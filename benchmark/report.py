@@ -2,11 +2,14 @@
 
     python benchmark/report.py                                   # table + plots from benchmark/results/
     python benchmark/report.py --collect runs/dqn_pong_s1 --name dqn_cnn --note "..."   # record a run first
+    python benchmark/report.py --evaluate dqn_cnn                # replay its shipped weights under the protocol
 
 A run record is `benchmark/results/<name>/`: the run's progress.csv, eval.json, args.json,
 commands.txt and a meta.json (hardware, date, note) that `--collect` writes. `--collect` also copies the
 run's final weights to `benchmark/checkpoints/<name>.<pt|npz>` (they must be at most 8 MB), so the
 score can be checked with `python <script> --eval-checkpoint benchmark/checkpoints/<name>.<ext>`.
+`--evaluate` plays the shipped weights under the one evaluation protocol, without and with sticky actions,
+and records each result with its command as `eval_sticky_<p>.json` beside the run's own `eval.json`.
 Throughput comes from `benchmark/throughput.json` (made by `benchmark/throughput.py`).
 """
 
@@ -17,6 +20,8 @@ import csv
 import json
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +31,8 @@ BENCH = Path(__file__).resolve().parent
 RESULTS, PLOTS, CHECKPOINTS = BENCH / "results", BENCH / "plots", BENCH / "checkpoints"
 RUN_FILES = ["progress.csv", "eval.json", "args.json", "commands.txt"]
 MAX_WEIGHTS_BYTES = 8 * 1024 * 1024
+PROTOCOL_EPISODES = 30
+PROTOCOL_STICKY = (0.0, 0.25)  # deterministic, and Machado et al.'s sticky actions (ALE/Pong-v5's default)
 
 
 def code_version() -> str:
@@ -56,6 +63,80 @@ def collect(run_dir: Path, name: str, note: str) -> None:
             "weights": f"benchmark/checkpoints/{name}{weights.suffix}" if weights else None}
     (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"recorded {run_dir} as {dest}")
+
+
+def script_of(dest: Path) -> str:
+    """The script a run record was made with, from its first command (`<time> python <script> ...`)."""
+    return (dest / "commands.txt").read_text().split()[2]
+
+
+def protocol_command(script: str, weights: str, sticky: float) -> str:
+    return (f"python {script} --eval-checkpoint {weights} --eval-episodes {PROTOCOL_EPISODES} "
+            f"--eval-sticky {sticky:g}")
+
+
+def evaluate_shipped(name: str) -> None:
+    """Play a record's shipped weights under the evaluation protocol, once per sticky-action setting."""
+    dest = RESULTS / name
+    weights = json.loads((dest / "meta.json").read_text())["weights"]
+    for sticky in PROTOCOL_STICKY:
+        command = protocol_command(script_of(dest), weights, sticky)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, *command.split()[1:], "--run-dir", tmp], cwd=BENCH.parent, check=True)
+            report = json.loads((Path(tmp) / "eval.json").read_text())
+        (dest / f"eval_sticky_{sticky:g}.json").write_text(json.dumps({**report, "command": command}, indent=2) + "\n")
+
+
+def stored_dtype(weights: Path) -> str:
+    """The float type the shipped weights are stored in (evaluation always computes in float32)."""
+    if weights.suffix == ".npz":
+        with np.load(weights) as data:
+            return ", ".join(sorted({str(data[k].dtype) for k in data.files if data[k].dtype.kind == "f"}))
+    import torch
+
+    model = torch.load(weights, map_location="cpu", weights_only=True)["model"]
+    return ", ".join(sorted({str(v.dtype).removeprefix("torch.") for v in model.values() if v.is_floating_point()}))
+
+
+def env_sticky(env_id: str) -> float:
+    """The sticky-action probability an env id plays with (ale-py's default where the id sets none)."""
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    return gym.spec(env_id).kwargs.get("repeat_action_probability", 0.25)
+
+
+def protocol_score(dest: Path, sticky: float) -> str:
+    path = dest / f"eval_sticky_{sticky:g}.json"
+    if not path.exists():
+        return "not evaluated"
+    ev = json.loads(path.read_text())
+    lost = sum(r == -21 for r in ev["returns"])
+    return f"{ev['mean']:.2f} ± {ev['std']:.2f} ({ev['episodes']}{f'; {lost} lost 0-21' if lost else ''})"
+
+
+def protocol_table() -> list[str]:
+    lines = ["Every shipped file is played by its script's `--eval-checkpoint` under one protocol: whole games "
+             f"({PROTOCOL_EPISODES}), each of up to 16 eval envs playing a fixed share of them (short games are not "
+             "favoured), each game after 0-30 random no-ops, the eval seed the script's `--seed` (1) + 10,000, "
+             "computed in float32 whatever the file stores; the policy-gradient agents sample their policy, DQN "
+             "acts epsilon-greedy at 0.05 (Nature DQN's evaluation). Each file is played on the deterministic game "
+             "(sticky 0) and with sticky actions (0.25: ALE/Pong-v5's default, Machado et al. 2018), whatever it "
+             "was trained on: the second shows whether a policy plays Pong or replays a memorised game.", "",
+             "| run | trained on (sticky actions) | policy at evaluation | weights stored as | commands |",
+             "|---|---|---|---|---|"]
+    for dest in sorted(p for p in RESULTS.glob("*") if (p / "meta.json").exists()):
+        meta, args = json.loads((dest / "meta.json").read_text()), json.loads((dest / "args.json").read_text())
+        if not meta.get("weights"):
+            continue
+        script = script_of(dest)
+        sticky = env_sticky(args["env_id"])
+        policy = "epsilon-greedy, epsilon 0.05" if script == "dqn_cnn.py" else "samples its policy"
+        commands = "<br>".join(f"`{protocol_command(script, meta['weights'], p)}`" for p in PROTOCOL_STICKY)
+        lines.append(f"| {dest.name} | {args['env_id']} ({sticky:g}) | {policy} | "
+                     f"{stored_dtype(BENCH.parent / meta['weights'])} | {commands} |")
+    return lines
 
 
 def read_rows(path: Path) -> dict[str, np.ndarray]:
@@ -129,21 +210,20 @@ def hours(seconds: float) -> str:
 
 
 def score_table() -> list[str]:
-    lines = ["| run | eval return (mean ± std, episodes) | final mean-100 train return | agent steps | frames | "
-             "wall time | SPS | hardware | command | date | note |", "|" + "---|" * 11]
+    lines = ["| run | eval, deterministic (mean ± std, games) | eval, sticky actions 0.25 | final mean-100 train "
+             "return | agent steps | frames | wall time | SPS | hardware | command | date | note |", "|" + "---|" * 12]
     runs = {}
     for dest in sorted(p for p in RESULTS.glob("*") if (p / "progress.csv").exists()):
         rows = runs[dest.name] = read_rows(dest / "progress.csv")
         meta = json.loads((dest / "meta.json").read_text())
         args = json.loads((dest / "args.json").read_text())
-        ev = json.loads((dest / "eval.json").read_text()) if (dest / "eval.json").exists() else None
         png = plot(dest.name, rows)
         steps, wall = int(rows["global_step"][-1]), float(rows["wall_time_s"][-1])
         frames = steps * args.get("frameskip", 4)  # dqn_cnn always skips 4; the others say so in their args
         commands = (dest / "commands.txt").read_text().strip().splitlines() if (dest / "commands.txt").exists() else []
         command = "<br>".join(f"`{c.split(' ', 1)[1]}`" for c in commands) or "(not recorded)"
-        score = f"{ev['mean']:.2f} ± {ev['std']:.2f} ({ev['episodes']})" if ev else "not evaluated"
-        lines.append(f"| [{dest.name}](plots/{png.name}) | {score} | {mean_last(rows['episodic_return'])[-1]:.2f} | "
+        scores = " | ".join(protocol_score(dest, sticky) for sticky in PROTOCOL_STICKY)
+        lines.append(f"| [{dest.name}](plots/{png.name}) | {scores} | {mean_last(rows['episodic_return'])[-1]:.2f} | "
                      f"{steps:,} | {frames:,.0f} | {hours(wall)} | {steps / wall:.0f} | {meta['hardware']} | "
                      f"{command} (seed {args['seed']}) | {meta['date']} | {meta['note']} |")
     if runs:
@@ -232,11 +312,16 @@ def main() -> None:
     p.add_argument("--collect", type=Path, help="a run dir to record under benchmark/results/ first")
     p.add_argument("--name", help="the record's name, with --collect")
     p.add_argument("--note", default="", help="what a reader must know about the run, with --collect")
+    p.add_argument("--evaluate", nargs="+", default=[], metavar="NAME",
+                   help="records whose shipped weights to play under the evaluation protocol first")
     a = p.parse_args()
     if a.collect:
         collect(a.collect, a.name or a.collect.name, a.note)
+    for name in a.evaluate:
+        evaluate_shipped(name)
     intro = (BENCH / "RESULTS.intro.md").read_text() if (BENCH / "RESULTS.intro.md").exists() else ""
-    text = "\n".join([intro.rstrip(), "", "## Scores", "", *score_table(), "", "## Throughput", "",
+    text = "\n".join([intro.rstrip(), "", "## Scores", "", *score_table(), "", "## Evaluation protocol", "",
+                      *protocol_table(), "", "## Throughput", "",
                       *throughput_table(), ""])
     (BENCH / "RESULTS.md").write_text("<!-- made by `python benchmark/report.py`; edit RESULTS.intro.md -->\n" +
                                       text.lstrip())

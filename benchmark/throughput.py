@@ -221,22 +221,16 @@ def dqn_breakdown(repeats: int = 200) -> dict:
         replay.add(obs[:, -1], first, ~prev_done, actions, reward, terminated, truncated)
         first, prev_done, obs = prev_done.copy(), terminated | truncated, next_obs
 
-    def gradient_step(*batch):
-        loss, _ = dqn_cnn.td_loss(q, target, *batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
     def act():
         with torch.inference_mode():
             q(torch.from_numpy(obs)).argmax(1)
 
     batch = [torch.from_numpy(x) for x in replay.sample(32, rng)]
-    compiled = torch.compile(gradient_step)
+    compiled = torch.compile(dqn_cnn.gradient_step)  # as dqn_cnn.py's --compile does
     ms = {"act": timed(act, repeats), "env": timed(lambda: envs.step(np.zeros(1, np.int64)), repeats),
           "replay_sample": timed(lambda: replay.sample(32, rng), repeats) / 4,
-          "learn_eager": timed(lambda: gradient_step(*batch), repeats // 4) / 4,
-          "learn_compiled": timed(lambda: compiled(*batch), repeats // 4) / 4}
+          "learn_eager": timed(lambda: dqn_cnn.gradient_step(q, target, optimizer, *batch), repeats // 4) / 4,
+          "learn_compiled": timed(lambda: compiled(q, target, optimizer, *batch), repeats // 4) / 4}
     return {"ms_per_agent_step": ms, "setting": "one env; learn and replay_sample are one gradient step / 4"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import importlib
 import os
 import shutil
 import signal
@@ -26,7 +27,9 @@ SCRIPTS = sorted(p.name for p in ROOT.glob("*.py"))
 # Each budget lets at least one Pong episode end per env (a lost game is ~800-1300 agent steps) and learning run.
 SMOKE_FLAGS = {
     "dqn_cnn.py": ["--total-timesteps", "2400", "--num-envs", "2", "--buffer-size", "4000",
-                   "--learning-starts", "1000", "--no-compile", "--save-every", "1000"],
+                   "--learning-starts", "1000", "--no-compile", "--save-every", "1000",
+                   "--exploration-fraction", "0.5"],  # epsilon ends mid-run: recomputed from a resume's larger
+                                                      # total it would jump back up
     "pg_numpy.py": ["--total-timesteps", "4000", "--num-envs", "2", "--batch-episodes", "1",
                     "--save-every", "1000"],
     "ppo_mlp.py": ["--total-timesteps", "3000", "--num-envs", "2", "--num-steps", "128",
@@ -99,6 +102,26 @@ def read_progress(run_dir: Path) -> list[dict]:
         return list(reader)
 
 
+def load_script(script: str):
+    """An agent script imported as a module, once (its name in sys.modules, where dataclasses and tyro look)."""
+    return importlib.import_module(script.removesuffix(".py"))
+
+
+def is_whole_pong_game(score: float) -> bool:
+    """A game of Pong ends when one side has 21 points: its score is a whole number in [-21, -1] or [1, 21]."""
+    return float(score).is_integer() and 1 <= abs(score) <= 21
+
+
+def assert_eval_report(report: dict, episodes: int) -> None:
+    """eval.json: `episodes` returns, each a whole game of Pong, and the statistics of exactly those returns."""
+    returns = report["returns"]
+    assert report["episodes"] == episodes == len(returns), (episodes, report)
+    assert all(is_whole_pong_game(r) for r in returns), f"not whole games of Pong: {returns}"
+    assert report["mean"] == pytest.approx(np.mean(returns)) and report["std"] == pytest.approx(np.std(returns))
+    assert report["min"] == min(returns) and report["max"] == max(returns), report
+    assert report["checkpoint"], report
+
+
 def checkpoint_step(path: Path) -> int:
     """The agent step a checkpoint was written at, for .pt and .npz alike."""
     if path.suffix == ".npz":
@@ -126,6 +149,26 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) of every logged point of one scalar."""
     acc = tensorboard_events(run_dir)
     return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+SCHEDULE_TAGS = ("charts/epsilon", "charts/learning_rate")
+
+
+def assert_schedules_do_not_jump(run_dir: Path, resumed_at: int) -> None:
+    """Across a resume at `resumed_at`, each scheduled value (epsilon, learning rate) moves no faster than it was
+    moving just before: at most the last logged interval's change per agent step times the steps between the last
+    point before and the first point after (and 20% for the uneven steps of a vector env)."""
+    for tag in SCHEDULE_TAGS:
+        points = scalars(run_dir, tag)
+        if not points:
+            continue
+        before = [p for p in points if p[0] <= resumed_at]
+        after = [p for p in points if p[0] > resumed_at]
+        assert len(before) >= 2 and after, (tag, resumed_at, points)
+        (s0, v0), (s1, v1) = before[-2:]
+        allowed = 1.2 * abs(v1 - v0) / (s1 - s0) * (after[0][0] - s1) + 1e-9
+        assert abs(after[0][1] - v1) <= allowed, (f"{tag} jumped at the resume: {v1:.6g} at step {s1}, "
+                                                  f"{after[0][1]:.6g} at step {after[0][0]}", before[-3:], after[:3])
 
 
 @pytest.fixture(scope="session")
