@@ -1,61 +1,29 @@
-"""PPO-clip with an MLP that learns Atari Pong from Karpathy-style difference frames, on CPU.
+"""PPO-clip with an MLP that learns Atari Pong from Karpathy-style difference frames.
 
-Lineage: Karpathy's "Pong from Pixels" (2016: crop, downsample, erase background, binarize, one
-hidden layer, two actions) made into PPO by the seed `../shared/seeds/000_*.txt` (PyTorch, 6000
-inputs, hidden 512, UP/DOWN, clip 0.1, gamma 0.99, Adam 1e-3, returns reset at each point and
-standardised over the batch, no critic, 5 epochs; it reports +14 after 4000 episodes), with the
-algorithm, flag names and logging of CleanRL's `ppo_atari.py` (Huang et al., "The 37
-implementation details of PPO"). Usage: `python ppo_mlp.py` (see `--help`); the reported score,
-its command and curve are in `benchmark/RESULTS.md`.
+Lineage: Karpathy's "Pong from Pixels" (2016) made into PPO by the seed `../shared/seeds/000_*.txt` (PyTorch,
+UP/DOWN, hidden 512, clip 0.1, Adam 1e-3, returns reset at each point and standardised, no critic, 5 epochs),
+with the algorithm, flag names and logging of CleanRL's `ppo_atari.py` ("The 37 implementation details of PPO").
+Usage: `python ppo_mlp.py` (`--help` for the flags); the reported scores, commands and curves are in
+`benchmark/RESULTS.md`.
 
-Preprocessing is Karpathy's, batched in NumPy on ale-py's threaded C++ `AtariVectorEnv`, which
-returns raw 210x160 grayscale screens (no resize, no stack, no max-pool; 30 random no-ops and FIRE
-on reset; each action repeated `--frameskip` times). Each screen is cropped to rows 35..194,
-every second row and column is kept, both of the court's background colours (gray 87 and 107,
-the seed's red values 144 and 109; Pong draws some episodes' first frames in the second) are erased
-and everything else set to 1: an 80x80 binary image. The input is the difference of the last two
-such images (int8 in {-1, 0, 1}; the first of an episode is the image itself). An MLP has no
-convolutions and no frame stack, so the difference frame is what shows it the ball's motion;
-Karpathy's preprocessing is what the seed and this MLP were designed for, so the DeepMind stack
-(84x84 stacks of 4, for a CNN) is not used. 80x80 (Karpathy's crop 35:195), not the seed's 75x80
-(crop 35:185): the court spans screen rows 34..193 and the seed's crop cuts off its bottom 9 rows,
-where the ball and both paddles still play (`--crop-bottom 185` gives the seed's 6000 inputs).
+Preprocessing is Karpathy's, not the DeepMind stack: an MLP has no convolutions and no frame stack, so the
+difference of two binary 80x80 images (crop rows 35..194, every second pixel, both court colours erased, paddles
+and ball 1) is what shows it the ball's motion. ale-py's threaded vector env gives raw 210x160 grayscale screens
+with 30 random no-ops and FIRE on reset. The first layer is computed from the non-zero pixels only
+(`F.embedding_bag`; the same function as `nn.Linear`, tested): a difference frame has a few dozen of 6400.
 
-The network: 6400 inputs -> 512 ReLU -> 2 logits (UP, DOWN; env actions 2, 3) and a value head
-on the same hidden layer. A binary difference frame has ~10-60 non-zero pixels of 6400, so the
-first layer is computed as a weighted sum of the weight rows of the non-zero pixels
-(`F.embedding_bag`): the same function as `nn.Linear` (tested). Measured on this 2-core machine
-(1 torch thread, under a background training run): forward+backward of a 256-row minibatch 6.5 ms
-instead of 44 ms dense, and Adam's fused CPU kernel steps the 3.3M weights in 1.4 ms instead of
-6-10 ms, so an update no longer dominates the loop.
-
-Defaults, and why (every seed setting stays reachable; the seed's run is roughly
-`--advantages point-returns --no-norm-adv --ent-coef 0 --learning-rate 1e-3 --no-anneal-lr
---max-grad-norm 0 --update-epochs 5 --num-minibatches 1 --num-envs 1 --num-steps 8192
---frameskip 1 --crop-bottom 185`):
-- A value head and GAE (gamma 0.99, lambda 0.95) instead of the seed's per-point returns: the
-  advantage is then available for every step of a fixed-length rollout, so updates come every
-  `--num-envs` x `--num-steps` steps instead of every 10 whole games, and the variance is lower
-  (GAE paper; CleanRL's Pong runs). `--advantages point-returns` is the seed's estimator: a
-  rollout's steps after its last point have no return yet and are left out of that update.
-- CleanRL's Atari PPO settings otherwise (8 envs x 128 steps, 4 epochs of 4 minibatches, Adam
-  2.5e-4 annealed to 0, entropy 0.01, value coefficient 0.5, value clipping, grad norm 0.5,
-  per-minibatch advantage normalisation): tested on Pong by CleanRL (~+20 in 10M frames) and by
-  the PPO paper; clip 0.1 is both theirs and the seed's.
-- `--frameskip 4` (the seed played every frame): 4x fewer decisions and updates per second of
-  game, as in every Atari PPO/DQN result; a lost game (0-21) is ~820 agent steps instead of ~3300.
-- `--torch-threads 1`: the per-step inference and the sparse update are small ops that a second
-  thread slows down (embedding-bag step 6.5 ms on 1 thread, 75 ms on 2 with the env threads and
-  a background run competing for the 2 cores).
-Evidence for these defaults: one run, `python ppo_mlp.py --total-timesteps 6000000 --seed 1`, on this
-2-core CPU (a DQN run shared the machine): the mean-100 training return passed +14 at 4.03M agent
-steps after 27 minutes and peaked at +17.1; 6M steps took 41 minutes at ~2,450 SPS (the vector env
-alone: ~5,100). Curve, weights and the exact evaluation command: benchmark/RESULTS.md.
-
-Rollouts are stored per vector step: under NextStep autoreset the step after an episode's end
-only resets that env and ignores its action, so it is no agent step (not counted, left out of
-the loss, and GAE does not carry advantages across it). A truncated episode's final value is
-bootstrapped from the final frame, which that reset step holds.
+Where it departs from the seed (the seed's run is roughly `--advantages point-returns --no-norm-adv --ent-coef 0
+--learning-rate 1e-3 --no-anneal-lr --max-grad-norm 0 --update-epochs 5 --num-minibatches 1 --num-envs 1
+--num-steps 8192 --frameskip 1 --crop-bottom 185`):
+- a value head and GAE (`--advantages point-returns` is the seed's estimator): updates every rollout of
+  `--num-envs` x `--num-steps` steps instead of every 10 whole games, with lower variance;
+- CleanRL's Atari PPO settings otherwise (8 envs x 128 steps, 4 epochs of 4 minibatches, Adam 2.5e-4 annealed
+  to 0, entropy 0.01, value clipping, grad norm 0.5);
+- `--frameskip 4` (the seed played every frame) and Karpathy's 80x80 crop (`--crop-bottom 185`: the seed's
+  75x80, which cuts off the court's bottom rows);
+- `--torch-threads 1`: the sparse per-step ops are slower with a second thread beside the env's threads.
+Under NextStep autoreset the step after an episode's end only resets that env: it is no agent step, is left
+out of the loss, and GAE does not carry advantages across it.
 """
 
 from __future__ import annotations
@@ -68,11 +36,12 @@ import os
 import random
 import shlex
 import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, NoReturn, Optional
 
 import ale_py
 import gymnasium as gym
@@ -83,6 +52,8 @@ import torch.nn.functional as F
 import tyro
 
 SCRIPT = "ppo_mlp"
+CHECKPOINT = "checkpoint.pt"
+RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip")  # what a checkpoint's model and games depend on
 
 
 @dataclass
@@ -162,18 +133,8 @@ class Args:
     """stop an update's epochs early once the approximate KL exceeds this"""
 
 
-class BadInput(Exception):
-    """A flag value that type-checks but makes no sense; reported as one line, exit code 2."""
-
-
 def check_args(args: Args) -> None:
-    def need(ok: bool, flag: str, allowed: str, value) -> None:
-        if not ok:
-            raise BadInput(f"{flag} {value!r}: must be {allowed}")
-
-    need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
-    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
-         args.eval_checkpoint)
+    check_run_args(args)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.num_steps > 0, "--num-steps", "at least 1", args.num_steps)
     batch = args.num_envs * args.num_steps
@@ -188,16 +149,11 @@ def check_args(args: Args) -> None:
     need(args.vf_coef >= 0, "--vf-coef", "at least 0", args.vf_coef)
     need(args.max_grad_norm >= 0, "--max-grad-norm", "at least 0 (0: no clipping)", args.max_grad_norm)
     need(args.target_kl is None or args.target_kl > 0, "--target-kl", "positive", args.target_kl)
-    need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
-    need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
     need(args.frameskip >= 1, "--frameskip", "at least 1", args.frameskip)
     need(37 <= args.crop_bottom <= 210, "--crop-bottom", "in 37..210 (195: 80x80, 185: the seed's 75x80)",
          args.crop_bottom)
     need(args.torch_threads >= 1, "--torch-threads", "at least 1", args.torch_threads)
     ale_game(args.env_id)
-    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
-    if args.track and importlib.util.find_spec("wandb") is None:
-        raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
 
 # ---------------------------------------------------------------------------- environment
@@ -224,15 +180,15 @@ def ale_game(env_id: str) -> dict:
 
 
 def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float] = None):
-    """Raw 210x160 grayscale Pong screens from ale-py's threaded vector env: observations (num_envs, 1, 210, 160).
-    `sticky`, when given, replaces the env id's sticky-action probability."""
+    """Raw 210x160 grayscale Pong screens from ale-py's threaded vector env: observations (num_envs, 1, 210, 160),
+    with gymnasium's episode statistics. `sticky`, when given, replaces the env id's sticky-action probability."""
     game = ale_game(env_id)
     if sticky is not None:
         game["repeat_action_probability"] = sticky
-    return ale_py.vector_env.AtariVectorEnv(
+    return gym.wrappers.vector.RecordEpisodeStatistics(ale_py.vector_env.AtariVectorEnv(
         num_envs=num_envs, **game, frameskip=frameskip, stack_num=1, img_height=210, img_width=160,
         grayscale=True, maxpool=False, noop_max=30, use_fire_reset=True, episodic_life=False,
-        reward_clipping=False, autoreset_mode="NextStep")
+        reward_clipping=False, autoreset_mode="NextStep"))
 
 
 def num_inputs(crop_bottom: int) -> int:
@@ -418,17 +374,97 @@ def ppo_update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict, use:
     return dict(zip(keys, (totals / count).tolist()))
 
 
-# ---------------------------------------------------------------------------- run plumbing
-def fail(message: str) -> None:
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+# ---------------------------------------------------------------------------- training loop
+def train(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, lr_schedule: LinearSchedule, run: RunLog,
+          global_step: int, iteration: int, device: torch.device) -> tuple[int, int]:
+    """Roll out `--num-steps` vector steps, compute advantages, run the PPO epochs; until the run stops.
+    Returns the agent steps and iterations reached."""
+    N, T, inputs = args.num_envs, args.num_steps, num_inputs(args.crop_bottom)
+    obs = torch.zeros((T, N, inputs), dtype=torch.int8, device=device)
+    actions = torch.zeros((T, N), dtype=torch.long, device=device)
+    logprobs, values, rewards = (torch.zeros((T, N), device=device) for _ in range(3))
+    terminated, dones, played = (torch.zeros((T, N), dtype=torch.bool, device=device) for _ in range(3))
+    envs = make_env(args.env_id, N, args.frameskip)
+    screens, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
+    frames = DifferenceFrames(N, args.crop_bottom)
+    x = frames(screens[:, 0], np.ones(N, bool)).to(device)
+    prev_done = np.zeros(N, bool)
+    while run.going(global_step):
+        iteration += 1
+        lr = lr_schedule(global_step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # ALGO LOGIC: the rollout
+        for t in range(T):
+            obs[t] = x
+            played[t] = torch.from_numpy(~prev_done)  # NextStep autoreset: the step after an end only resets
+            actions[t], logprobs[t], values[t] = act(agent, x)
+            screens, reward, term, trunc, info = envs.step(UP_DOWN[actions[t].cpu().numpy()])
+            rewards[t], terminated[t] = torch.from_numpy(reward), torch.from_numpy(term)
+            done = term | trunc
+            dones[t] = torch.from_numpy(done)
+            x = frames(screens[:, 0], prev_done).to(device)  # a reset step's screen starts a new difference
+            global_step += int((~prev_done).sum())
+            prev_done = done
+            run.episodes_done(global_step, info)  # TRY NOT TO MODIFY: progress.csv and TensorBoard
+            if run.stopped:
+                break
+        if run.stopped:
+            break  # the unfinished rollout is dropped; its steps still count, their episodes are in the curve
+
+        # ALGO LOGIC: advantages and the PPO update
+        with torch.no_grad():
+            next_value = agent(x)[1]
+        if args.advantages == "gae":
+            advantages, returns = compute_gae(rewards, values, next_value, terminated, dones, args.gamma,
+                                              args.gae_lambda)
+            use = played
+        else:
+            returns, known = point_returns(rewards, dones, args.gamma)
+            use = played & known
+            returns[use] = standardise(returns[use])
+            advantages = returns
+        batch = {"obs": obs.reshape(T * N, inputs), "actions": actions.reshape(-1), "logprobs": logprobs.reshape(-1),
+                 "values": values.reshape(-1), "advantages": advantages.reshape(-1), "returns": returns.reshape(-1)}
+        stats = ppo_update(agent, optimizer, batch, use.reshape(-1), args)
+
+        # TRY NOT TO MODIFY: logging, checkpoints, the progress line
+        run.log(global_step, {"charts/learning_rate": lr, "charts/SPS": run.sps(global_step),
+                              **{f"losses/{k}": v for k, v in stats.items()},
+                              **explained_variance(returns, values, use, args)})
+        if run.checkpoint_due(global_step):
+            save_checkpoint(args, agent, optimizer, lr_schedule, run, global_step, iteration)
+        run.show(global_step)
+    envs.close()
+    return global_step, iteration
+
+
+def explained_variance(returns: torch.Tensor, values: torch.Tensor, use: torch.Tensor, args: Args) -> dict:
+    """How much of the returns' variance the value head predicts (CleanRL's `losses/explained_variance`)."""
+    if args.advantages != "gae" or not use.any():
+        return {}
+    y, pred = returns[use], values[use]
+    return {"losses/explained_variance": float(1 - (y - pred).var() / y.var())}
+
+
+# ---------------------------------------------------------------------------- checkpoints and evaluation
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, lr_schedule: LinearSchedule,
+                    run: RunLog, global_step: int, iteration: int) -> None:
+    save_atomic({"script": SCRIPT, "args": asdict(args), "model": agent.state_dict(),
+                 "optimizer": optimizer.state_dict(), "global_step": global_step, "iteration": iteration,
+                 "lr_schedule": asdict(lr_schedule), **run.state(), "python_rng": random.getstate(),
+                 "torch_rng": torch.get_rng_state()}, run.run_dir / CHECKPOINT)  # NumPy draws nothing
 
 
 def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoint.pt"
+    p = Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
     if not p.is_file():
         raise BadInput(f"{flag} {path!r}: no such checkpoint file")
     try:
@@ -436,127 +472,55 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     except Exception:
         raise BadInput(f"{flag} {path!r}: not a readable torch checkpoint (truncated, or written by "
                        "another script)") from None
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        other = ckpt.get("script") if isinstance(ckpt, dict) else None
-        raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
-    if flag == "--resume" and "optimizer" not in ckpt:
-        raise BadInput(f"{flag} {path!r}: holds weights only (final_model.pt); resume from checkpoint.pt")
+    checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
+    if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
+        a = ckpt["args"]
+        ckpt["lr_schedule"] = asdict(LinearSchedule(0, a["learning_rate"], a["total_timesteps"] if a["anneal_lr"]
+                                                    else 0, 0.0 if a["anneal_lr"] else a["learning_rate"]))
     return ckpt, p
 
 
-def resume_command(run_dir: Path) -> str:
-    """How to continue this run: a resume takes the run's saved settings as its defaults (`saved_settings`)."""
-    return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
+def pick_device(want_cuda: bool) -> torch.device:
+    if want_cuda and not torch.cuda.is_available():
+        print("CUDA not available: running on CPU")
+    return torch.device("cuda" if want_cuda and torch.cuda.is_available() else "cpu")
 
 
-def saved_settings(argv: list[str]) -> list[str]:
-    """With `--resume`, the run's own settings (its args.json) as flags to put before the command line's: a
-    resume continues the run as it was started, a flag given beside `--resume` still wins (the last one
-    does), and tyro checks the saved values as it checks typed ones."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--resume="):
-            path = Path(arg.split("=", 1)[1])
-        elif arg == "--resume" and i + 1 < len(argv):
-            path = Path(argv[i + 1])
-        else:
-            continue
-        saved_at = (path if path.is_dir() else path.parent) / "args.json"
-        try:
-            saved = json.loads(saved_at.read_text())
-        except (OSError, ValueError):
-            return []  # `main` says so once the checkpoint itself has loaded
-        tokens = []
-        for f in fields(Args):
-            if f.name in ("resume", "eval_checkpoint", "run_dir") or f.name not in saved:
-                continue
-            flag, value = "--" + f.name.replace("_", "-"), saved[f.name]
-            if isinstance(value, bool):
-                tokens.append(flag if value else "--no-" + flag[2:])
-            else:
-                tokens += [flag, "None" if value is None else str(value)]
-        return tokens
-    return []
+def evaluate_checkpoint(args: Args, device: torch.device) -> None:
+    """`--eval-checkpoint`: play the saved weights on the env and with the preprocessing they were trained with."""
+    ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
+    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom")}})
+    agent = Agent(num_inputs(trained.crop_bottom)).to(device)
+    agent.load_state_dict(ckpt["model"])
+    sticky = ale_game(trained.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+    out_dir = new_run_dir(args, trained.env_id, "-eval")
+    returns = evaluate(agent, trained, sticky, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, device,
+                       out_dir / "videos" if args.capture_video else None)
+    report_eval(out_dir, returns, path, trained.env_id, sticky)
 
 
-@dataclass
-class LinearSchedule:
-    """A value that moves linearly from `start_value` at agent step `start_step` to `end_value` at `end_step`,
-    then stays there (epsilon, an annealed learning rate). Saved in the checkpoint, so a resume continues it."""
-    start_step: int
-    start_value: float
-    end_step: float
-    end_value: float
-
-    def __call__(self, step: int) -> float:
-        if step >= self.end_step:
-            return self.end_value
-        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
-            self.end_step - self.start_step)
-
-    def resumed(self, step: int, old_total: int, new_total: int) -> LinearSchedule:
-        """The schedule a resume at `step` with a new `--total-timesteps` follows: it starts from the value
-        reached and stretches (or squeezes) what remains in proportion to the steps left, so it never jumps;
-        a finished schedule stays finished."""
-        if step >= self.end_step or new_total == old_total:
-            return self
-        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
-        return LinearSchedule(step, self(step), end, self.end_value)
-
-    def describe(self, name: str, step: int) -> str:
-        if step >= self.end_step:
-            return f"{name} schedule finished: stays at {self.end_value:.4g}"
-        return f"{name} schedule: {self(step):.4g} at step {step:,}, {self.end_value:.4g} at step {self.end_step:,.0f}"
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-class Progress:
-    """One live line on a terminal; plain lines every `every_s` seconds otherwise (CI, nohup)."""
-
-    def __init__(self, total: int, every_s: float = 30.0):
-        self.total, self.tty, self.every_s, self.last = total, sys.stdout.isatty(), every_s, 0.0
-
-    def update(self, step: int, sps: float, recent_return: float, extra: str = "", force: bool = False):
-        now = time.time()
-        if not force and now - self.last < (0.5 if self.tty else self.every_s):
-            return
-        self.last = now
-        pct = 100.0 * step / self.total
-        line = (f"step {step:,}/{self.total:,} ({pct:5.1f}%) | {sps:6.0f} SPS | "
-                f"mean-100 return {recent_return:6.2f}{extra}")
-        print(("\r" + line + "   ") if self.tty else line, end="" if self.tty else "\n", flush=True)
-
-    def close(self):
-        if self.tty:
-            print()
-
-
-def evaluate(agent: Agent, args: Args, episodes: int, seed: int, device: torch.device,
+def evaluate(agent: Agent, args: Args, sticky: float, episodes: int, seed: int, device: torch.device,
              video_dir: Optional[Path] = None) -> list[float]:
     """Play `episodes` full games; each env plays its fixed share, so short games are not favoured."""
     torch.manual_seed(seed)  # the sampled actions, so that the same seed replays the same games
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
-    envs = make_env(args.env_id, num_envs, args.frameskip, args.eval_sticky)
+    envs = make_env(args.env_id, num_envs, args.frameskip, sticky)
     screens, _ = envs.reset(seed=seed)
     frames = DifferenceFrames(num_envs, args.crop_bottom)
     x = frames(screens[:, 0], np.ones(num_envs, bool))
-    returns, ep_return, done_before = [], np.zeros(num_envs), np.zeros(num_envs, bool)
+    returns, ep_return, prev_done = [], np.zeros(num_envs), np.zeros(num_envs, bool)
     while (quota > 0).any():
         actions, _, _ = act(agent, x.to(device), args.eval_deterministic)
         screens, reward, terminated, truncated, _ = envs.step(UP_DOWN[actions.cpu().numpy()])
-        ep_return += reward * ~done_before
+        ep_return += reward * ~prev_done
         done = terminated | truncated
-        for e in np.flatnonzero(done & ~done_before & (quota > 0)):
+        for e in np.flatnonzero(done & ~prev_done & (quota > 0)):
             returns.append(float(ep_return[e]))
             quota[e] -= 1
         ep_return[done] = 0.0
-        x = frames(screens[:, 0], done_before)
-        done_before = done
+        x = frames(screens[:, 0], prev_done)
+        prev_done = done
     envs.close()
     if video_dir is not None:
         record_video(agent, args, seed, device, video_dir)
@@ -585,261 +549,292 @@ def record_video(agent: Agent, args: Args, seed: int, device: torch.device, vide
     env.close()
 
 
-def write_eval(run_dir: Path, returns: list[float], checkpoint: str, env_id: str, sticky: float) -> dict:
-    report = {"env_id": env_id, "sticky": sticky, "episodes": len(returns), "mean": float(np.mean(returns)),
-              "std": float(np.std(returns)), "min": float(np.min(returns)), "max": float(np.max(returns)),
-              "returns": returns, "checkpoint": checkpoint}
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def trim_progress(csv_path: Path, episodes: int) -> None:
-    """Drop rows an interrupted run logged after its last checkpoint, so the resumed curve continues from there."""
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if int(r[1]) <= episodes]
-    if len(kept) != len(rows):
-        with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-
-
-def pick_device(want_cuda: bool) -> torch.device:
-    if want_cuda and not torch.cuda.is_available():
-        print("CUDA not available: running on CPU")
-    return torch.device("cuda" if want_cuda and torch.cuda.is_available() else "cpu")
-
-
 # ---------------------------------------------------------------------------- main
 def main(args: Args) -> None:
     check_args(args)
     torch.set_num_threads(args.torch_threads)
     device = pick_device(args.cuda)
-
     if args.eval_checkpoint is not None:
-        ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
-        trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom")}})
-        sticky = ale_game(trained.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
-        agent = Agent(num_inputs(trained.crop_bottom)).to(device)
-        agent.load_state_dict(ckpt["model"])
-        out_dir = Path(args.run_dir or f"runs/{trained.env_id.replace('/', '-')}__{args.exp_name}-eval__"
-                                       f"{args.seed}__{int(time.time())}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(agent, trained, args.eval_episodes, args.seed + 10_000, device,
-                           out_dir / "videos" if args.capture_video else None)
-        report = write_eval(out_dir, returns, str(path), trained.env_id, sticky)
-        print(f"eval {path}: {report['episodes']} episodes of {trained.env_id} (sticky actions {sticky:g}), return "
-              f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
-              f" -> {out_dir / 'eval.json'}")
-        return
-
-    ckpt = None
-    if args.resume is not None:
-        ckpt, path = load_checkpoint(args.resume, "--resume")
-        for flag in ("env_id", "crop_bottom", "frameskip"):
-            if ckpt["args"][flag] != getattr(args, flag):
-                raise BadInput(f"--{flag.replace('_', '-')} {getattr(args, flag)!r}: the checkpoint was "
-                               f"trained with {ckpt['args'][flag]!r}; resume with the same value")
-        if ckpt["global_step"] >= args.total_timesteps:
-            raise BadInput(f"--total-timesteps {args.total_timesteps}: the checkpoint is already at step "
-                           f"{ckpt['global_step']}; ask for more steps to resume")
-        run_dir = path.parent
-        if not (run_dir / "args.json").is_file():
-            print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
-    else:
-        run_dir = Path(args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__"
-                                        f"{int(time.time())}")
-        if (run_dir / "checkpoint.pt").exists():
-            raise BadInput(f"--run-dir {str(run_dir)!r}: holds a run already; use --resume {run_dir} to continue it")
+        return evaluate_checkpoint(args, device)
+    ckpt, run_dir = open_run(args, load_checkpoint)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-
-    inputs, N, T = num_inputs(args.crop_bottom), args.num_envs, args.num_steps
-    agent = Agent(inputs).to(device)
+    agent = Agent(num_inputs(args.crop_bottom)).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-    global_step, episode, iteration, wall_before, recent = 0, 0, 0, 0.0, []
     lr_schedule = LinearSchedule(0, args.learning_rate, args.total_timesteps if args.anneal_lr else 0,
                                  0.0 if args.anneal_lr else args.learning_rate)
+    global_step, iteration = 0, 0
     if ckpt is not None:
         agent.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        global_step, episode, iteration = ckpt["global_step"], ckpt["episode"], ckpt["iteration"]
-        wall_before = ckpt["wall_time_s"]
-        recent = list(ckpt["recent_returns"])
+        global_step, iteration = ckpt["global_step"], ckpt["iteration"]
         random.setstate(ckpt["python_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
-        if "lr_schedule" in ckpt:
-            lr_schedule = LinearSchedule(**ckpt["lr_schedule"])
-        else:  # written before schedules were saved: the one its own total planned
-            lr_schedule = LinearSchedule(0, args.learning_rate, ckpt["args"]["total_timesteps"] if args.anneal_lr
-                                         else 0, 0.0 if args.anneal_lr else args.learning_rate)
-        if ckpt["args"]["total_timesteps"] != args.total_timesteps:
-            lr_schedule = lr_schedule.resumed(global_step, ckpt["args"]["total_timesteps"], args.total_timesteps)
-            print(f"--total-timesteps changed: {lr_schedule.describe('learning-rate', global_step)}")
-        print(f"resumed {path} at step {global_step:,}, episode {episode}")
+        lr_schedule = LinearSchedule(**ckpt["lr_schedule"]).resumed(
+            global_step, ckpt["args"]["total_timesteps"], args.total_timesteps, "learning-rate")
+        print(f"resumed {run_dir} at step {global_step:,}, episode {ckpt['episode']}")
 
-    stop_signal = []
-    signal.signal(signal.SIGINT, lambda s, f: stop_signal.append(s))
-    signal.signal(signal.SIGTERM, lambda s, f: stop_signal.append(s))
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
-    with open(run_dir / "commands.txt", "a") as f:  # every start of this run, resumes included
-        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
     from torch.utils.tensorboard import SummaryWriter
 
-    if args.track:
-        import wandb
+    run = RunLog(args, run_dir, ckpt, lambda logdir, purge_step: SummaryWriter(logdir, purge_step=purge_step))
+    global_step, iteration = train(args, agent, optimizer, lr_schedule, run, global_step, iteration, device)
+    save_checkpoint(args, agent, optimizer, lr_schedule, run, global_step, iteration)
+    run.close(global_step)
 
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args),
-                   name=run_dir.name, dir=str(run_dir), resume="allow")
-    writer = SummaryWriter(str(run_dir), purge_step=global_step if ckpt else None)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
-                    "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    csv_path = run_dir / "progress.csv"
-    new_csv = not csv_path.exists() or ckpt is None
-    if not new_csv:
-        trim_progress(csv_path, episode)
-    csv_file = open(csv_path, "w" if new_csv else "a", newline="")
-    csv_writer = csv.writer(csv_file)
-    if new_csv:
-        csv_writer.writerow(["global_step", "episode", "episodic_return", "episodic_length", "wall_time_s", "sps"])
-        csv_file.flush()
-
-    def checkpoint() -> None:
-        save_atomic({
-            "script": SCRIPT, "args": asdict(args), "model": agent.state_dict(), "optimizer": optimizer.state_dict(),
-            "global_step": global_step, "episode": episode, "iteration": iteration,
-            "lr_schedule": asdict(lr_schedule), "wall_time_s": wall_before + time.time() - start,
-            "recent_returns": recent[-100:],
-            "python_rng": random.getstate(), "torch_rng": torch.get_rng_state(),  # NumPy draws nothing
-        }, run_dir / "checkpoint.pt")
-
-    # The rollout, preallocated once: one row per vector step.
-    obs = torch.zeros((T, N, inputs), dtype=torch.int8, device=device)
-    actions = torch.zeros((T, N), dtype=torch.long, device=device)
-    logprobs, values, rewards = (torch.zeros((T, N), device=device) for _ in range(3))
-    terminated, dones, played = (torch.zeros((T, N), dtype=torch.bool, device=device) for _ in range(3))
-
-    # The emulators' state is not saved: on resume the envs restart their games, reseeded from the step reached.
-    envs = make_env(args.env_id, N, args.frameskip)
-    screens, _ = envs.reset(seed=args.seed + global_step)
-    frames = DifferenceFrames(N, args.crop_bottom)
-    x = frames(screens[:, 0], np.ones(N, bool)).to(device)
-    prev_done = np.zeros(N, bool)
-    ep_return = np.zeros(N)
-    ep_length = np.zeros(N, np.int64)
-    progress = Progress(args.total_timesteps)
-    start, start_step, env_time = time.time(), global_step, 0.0
-    next_save = (global_step // args.save_every + 1) * args.save_every
-    stats: dict = {}
-    reached_target = False
-
-    while global_step < args.total_timesteps and not stop_signal and not reached_target:
-        iteration += 1
-        lr = lr_schedule(global_step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        for t in range(T):
-            obs[t] = x
-            # Under NextStep autoreset the step after an episode's end only resets: it is no agent step.
-            played[t] = torch.from_numpy(~prev_done)
-            actions[t], logprobs[t], values[t] = act(agent, x)
-            tic = time.time()
-            screens, reward, term, trunc, _ = envs.step(UP_DOWN[actions[t].cpu().numpy()])
-            env_time += time.time() - tic
-            rewards[t], terminated[t] = torch.from_numpy(reward), torch.from_numpy(term)
-            done = term | trunc
-            dones[t] = torch.from_numpy(done)
-            x = frames(screens[:, 0], prev_done).to(device)
-
-            ok = ~prev_done
-            global_step += int(ok.sum())
-            ep_return += reward * ok
-            ep_length += ok
-            sps = (global_step - start_step) / max(time.time() - start, 1e-9)
-            for e in np.flatnonzero(done & ok):
-                episode += 1
-                recent.append(float(ep_return[e]))
-                wall = wall_before + time.time() - start
-                csv_writer.writerow([global_step, episode, ep_return[e], ep_length[e], f"{wall:.1f}", f"{sps:.1f}"])
-                writer.add_scalar("charts/episodic_return", ep_return[e], global_step)
-                writer.add_scalar("charts/episodic_length", ep_length[e], global_step)
-                ep_return[e], ep_length[e] = 0.0, 0
-            if done.any():
-                csv_file.flush()
-                if args.target_return is not None and len(recent) >= 100 and np.mean(recent[-100:]) >= args.target_return:
-                    reached_target = True
-            prev_done = done
-            progress.update(global_step, sps, float(np.mean(recent[-100:])) if recent else math.nan,
-                            f" | episodes {episode}")
-            if stop_signal:
-                break
-        if stop_signal:
-            break  # the unfinished rollout is dropped; its steps still count, their episodes are in the curve
-
-        with torch.no_grad():
-            next_value = agent(x)[1]
-        if args.advantages == "gae":
-            advantages, returns = compute_gae(rewards, values, next_value, terminated, dones, args.gamma,
-                                              args.gae_lambda)
-            use = played
-        else:
-            returns, known = point_returns(rewards, dones, args.gamma)
-            use = played & known
-            returns[use] = standardise(returns[use])
-            advantages = returns
-        batch = {"obs": obs.reshape(T * N, inputs), "actions": actions.reshape(-1), "logprobs": logprobs.reshape(-1),
-                 "values": values.reshape(-1), "advantages": advantages.reshape(-1), "returns": returns.reshape(-1)}
-        stats = ppo_update(agent, optimizer, batch, use.reshape(-1), args)
-
-        sps = (global_step - start_step) / max(time.time() - start, 1e-9)
-        writer.add_scalar("charts/learning_rate", lr, global_step)
-        writer.add_scalar("charts/SPS", sps, global_step)
-        writer.add_scalar("charts/env_SPS", (global_step - start_step) / max(env_time, 1e-9), global_step)
-        for k, v in stats.items():
-            writer.add_scalar(f"losses/{k}", v, global_step)
-        if args.advantages == "gae" and use.any():
-            y, pred = returns[use], values[use]
-            writer.add_scalar("losses/explained_variance", float(1 - (y - pred).var() / y.var()), global_step)
-        if global_step >= next_save:
-            checkpoint()
-            next_save = (global_step // args.save_every + 1) * args.save_every
-
-    checkpoint()
-    # From here on (final evaluation) Ctrl-C interrupts as usual: the checkpoint is written.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    progress.close()
-    csv_file.close()
-    envs.close()
-    if stop_signal:
-        writer.close()
-        code = 128 + stop_signal[0]
-        print(f"stopped by signal {stop_signal[0]} at step {global_step:,}; checkpoint written. "
-              f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
-        sys.exit(code)
-
-    final = {"script": SCRIPT, "args": asdict(args), "model": agent.state_dict(), "global_step": global_step}
-    save_atomic(final, run_dir / "final_model.pt")
+    final = run_dir / "final_model.pt"
+    save_atomic({"script": SCRIPT, "args": asdict(args), "model": agent.state_dict(), "global_step": global_step},
+                final)
     sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
-    returns = evaluate(agent, args, args.eval_episodes, args.seed + 10_000, device,
+    returns = evaluate(agent, args, sticky, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, device,
                        run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"), args.env_id, sticky)
-    writer.add_scalar("eval/mean_return", report["mean"], global_step)
-    writer.close()
-    elapsed = time.time() - start
-    why = "reached --target-return" if reached_target else "done"
-    print(f"{why}: {global_step:,} steps, {episode} episodes, {wall_before + elapsed:.0f} s; "
-          f"{(global_step - start_step) / max(elapsed, 1e-9):.0f} SPS (env alone "
-          f"{(global_step - start_step) / max(env_time, 1e-9):.0f}); eval {report['mean']:.2f} ± "
-          f"{report['std']:.2f} over {report['episodes']} episodes -> {run_dir}")
+    run.finish(global_step, report_eval(run_dir, returns, final, args.env_id, sticky))
+
+
+# ================================================================================================ run plumbing
+# Boring book-keeping, the same text in all four scripts from this line to the end (a test fails when the copies
+# differ): bad flags, the run dir, progress.csv, TensorBoard, the progress line, signals, resume, eval.json. It needs
+# neither torch nor NumPy; what does (checkpoints, the TensorBoard writer) is above.
+EVAL_SEED_OFFSET = 10_000  # evaluation games differ from the training games, and match between the two eval paths
+
+
+class BadInput(Exception):
+    """A flag value that type-checks but makes no sense: reported as one line on stderr, exit code 2."""
+
+
+def need(ok: bool, flag: str, allowed: str, value) -> None:
+    if not ok:
+        raise BadInput(f"{flag} {value!r}: must be {allowed}")
+
+
+def check_run_args(args: Args) -> None:
+    """The checks of the flags that every script has; each script's `check_args` adds its algorithm's."""
+    need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
+    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
+         args.eval_checkpoint)
+    need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
+    need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
+    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
+    need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
+         "used with Weights & Biases installed (pip install wandb)", args.track)
+
+
+def parse_args(argv: list[str]) -> Args:
+    """The command line; with `--resume`, the run's saved settings (its args.json) are the defaults, so a resume
+    continues the run as it was started and a flag typed beside `--resume` still wins."""
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("--resume=")), None)
+    if resume is None and "--resume" in argv[:-1]:
+        resume = argv[argv.index("--resume") + 1]
+    saved = {}
+    if resume is not None:
+        try:  # a missing args.json is said by `open_run`, once the checkpoint itself has loaded
+            saved = json.loads(((Path(resume) if Path(resume).is_dir() else Path(resume).parent) / "args.json")
+                               .read_text())
+        except (OSError, ValueError):
+            pass
+    settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
+    return tyro.cli(Args, args=argv, default=Args(**{k: v for k, v in saved.items() if k in settings}))
+
+
+def new_run_dir(args: Args, env_id: str, kind: str = "") -> Path:
+    return Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}{kind}__{args.seed}__"
+                                f"{int(time.time())}")
+
+
+def open_run(args: Args, load_checkpoint) -> tuple[Optional[dict], Path]:
+    """A new run's dir, or the checkpoint and dir of the run that `--resume` names, once checked that it can go on
+    with these settings (`RESUME_MUST_MATCH`). A run already at `--total-timesteps` has nothing to do: exit 0."""
+    if args.resume is None:
+        run_dir = new_run_dir(args, args.env_id)
+        if (run_dir / CHECKPOINT).exists():
+            raise BadInput(f"--run-dir {str(run_dir)!r}: holds a run already; use --resume {run_dir} to continue it")
+        return None, run_dir
+    ckpt, path = load_checkpoint(args.resume, "--resume")
+    for name in RESUME_MUST_MATCH:
+        if ckpt["args"][name] != getattr(args, name):
+            raise BadInput(f"--{name.replace('_', '-')} {getattr(args, name)!r}: the checkpoint was trained with "
+                           f"{ckpt['args'][name]!r}; resume with the same value")
+    if ckpt["global_step"] >= args.total_timesteps:
+        print(f"{path} is at step {ckpt['global_step']:,} of --total-timesteps {args.total_timesteps:,}: nothing "
+              "to do (a larger --total-timesteps trains on)")
+        sys.exit(0)
+    if not (path.parent / "args.json").is_file():
+        print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
+    return ckpt, path.parent
+
+
+def checked_checkpoint(ckpt, path: str, flag: str, weights_only: bool) -> dict:
+    """A loaded checkpoint, if this script wrote it and, for `--resume`, it holds more than the weights."""
+    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
+        other = ckpt.get("script") if isinstance(ckpt, dict) else None
+        raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
+    if flag == "--resume" and weights_only:
+        raise BadInput(f"{flag} {path!r}: holds weights only (a final model); resume from {CHECKPOINT}")
+    return ckpt
+
+
+def catch_stop_signals() -> list[int]:
+    """From now on Ctrl-C and SIGTERM only note themselves in the returned list, which the loop checks."""
+    caught: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda s, f: caught.append(s))
+    return caught
+
+
+class RunLog:
+    """A training run's outputs besides its checkpoints, and when it stops: the run dir with args.json and
+    commands.txt (every start, resumes included); progress.csv and TensorBoard, one row per finished episode (a
+    resume drops the rows logged after its checkpoint); a progress line; the stop at `--total-timesteps`,
+    `--target-return` or Ctrl-C/SIGTERM."""
+
+    def __init__(self, args: Args, run_dir: Path, ckpt: Optional[dict], make_writer, extra_columns: tuple = (),
+                 stop_signal: Optional[list[int]] = None):
+        self.args, self.run_dir, self.shown, self.reached_target = args, run_dir, 0.0, False
+        self.stop_signal = catch_stop_signals() if stop_signal is None else stop_signal
+        self.episode, self.recent = (ckpt["episode"], list(ckpt["recent_returns"])) if ckpt else (0, [])
+        self.wall_before, self.start_step = (ckpt["wall_time_s"], ckpt["global_step"]) if ckpt else (0.0, 0)
+        self.start, self.next_save = time.time(), (self.start_step // args.save_every + 1) * args.save_every
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+        with open(run_dir / "commands.txt", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args),
+                       name=run_dir.name, dir=str(run_dir), resume="allow")
+        self.writer = make_writer(str(run_dir), self.start_step if ckpt else None)
+        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
+                             "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+        kept, csv_path = [], run_dir / "progress.csv"
+        if ckpt is not None and csv_path.exists():
+            with open(csv_path, newline="") as f:
+                kept = [row for row in list(csv.reader(f))[1:] if int(row[1]) <= self.episode]
+        self.csv_file = open(csv_path, "w", newline="")
+        self.csv = csv.writer(self.csv_file)
+        self.csv.writerows([["global_step", "episode", "episodic_return", "episodic_length", "wall_time_s", "sps",
+                             *extra_columns], *kept])
+        self.csv_file.flush()
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.stop_signal)
+
+    def going(self, global_step: int) -> bool:
+        return global_step < self.args.total_timesteps and not self.stop_signal and not self.reached_target
+
+    def sps(self, global_step: int) -> float:
+        return (global_step - self.start_step) / max(time.time() - self.start, 1e-9)
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.time() - self.start
+
+    def mean_recent(self) -> float:
+        return statistics.fmean(self.recent[-100:]) if self.recent else math.nan
+
+    def episode_done(self, global_step: int, episodic_return: float, episodic_length: int, *extra) -> None:
+        self.episode += 1
+        self.recent.append(float(episodic_return))
+        self.csv.writerow([global_step, self.episode, episodic_return, episodic_length, f"{self.wall_time():.1f}",
+                           f"{self.sps(global_step):.1f}", *extra])
+        self.csv_file.flush()
+        self.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
+        target = self.args.target_return
+        self.reached_target |= target is not None and len(self.recent) >= 100 and self.mean_recent() >= target
+
+    def episodes_done(self, global_step: int, info: dict) -> None:
+        """The episodes that gymnasium's `RecordEpisodeStatistics` says ended at this vector step."""
+        for e in (i for i, ended in enumerate(info.get("_episode", ())) if ended):
+            self.episode_done(global_step, float(info["episode"]["r"][e]), int(info["episode"]["l"][e]))
+
+    def log(self, global_step: int, scalars: dict) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, global_step)
+
+    def checkpoint_due(self, global_step: int) -> bool:
+        due, self.next_save = global_step >= self.next_save, max(
+            self.next_save, (global_step // self.args.save_every + 1) * self.args.save_every)
+        return due
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of this log, so that a resume continues the curves where they stopped."""
+        return {"episode": self.episode, "recent_returns": self.recent[-100:], "wall_time_s": self.wall_time()}
+
+    def show(self, global_step: int, extra: str = "") -> None:
+        """The progress line: redrawn twice a second on a terminal, a plain line every 30 s otherwise."""
+        tty, now, total, sps = sys.stdout.isatty(), time.time(), self.args.total_timesteps, self.sps(global_step)
+        if now - self.shown < (0.5 if tty else 30.0):
+            return
+        self.shown, left = now, time.strftime("%H:%M:%S", time.gmtime((total - global_step) / max(sps, 1e-9)))
+        line = (f"step {global_step:,}/{total:,} ({100 * global_step / total:5.1f}%) | {sps:6.0f} SPS | left "
+                f"{left if sps > 0 else '?'} | mean-100 return {self.mean_recent():6.2f} | episodes {self.episode}"
+                + extra)
+        print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", flush=True)
+
+    def close(self, global_step: int) -> None:
+        """After the run's last checkpoint. A signal stopped it: exit 128 + its number with the line that resumes
+        it. Otherwise Ctrl-C interrupts as usual from here on (the final evaluation)."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print("\n" * sys.stdout.isatty(), end="")
+        self.csv_file.close()
+        if self.stop_signal:
+            self.writer.close()
+            print(f"stopped by signal {self.stop_signal[0]} at step {global_step:,}; checkpoint written. Resume "
+                  f"with: python {SCRIPT}.py --resume {shlex.quote(str(self.run_dir))}", file=sys.stderr)
+            sys.exit(128 + self.stop_signal[0])
+
+    def finish(self, global_step: int, report: dict) -> None:
+        self.log(global_step, {"eval/mean_return": report["mean"]})
+        self.writer.close()
+        print(f"{'reached --target-return' if self.reached_target else 'done'}: {global_step:,} steps, "
+              f"{self.episode} episodes, {self.wall_time():.0f} s -> {self.run_dir}")
+
+
+def report_eval(out_dir: Path, returns: list[float], checkpoint: Path, env_id: str, sticky: float, **details) -> dict:
+    """eval.json (the episodes' returns, their statistics, what was played) and one line saying so."""
+    report = {"env_id": env_id, "sticky": sticky, **details, "episodes": len(returns),
+              "mean": statistics.fmean(returns), "std": statistics.pstdev(returns), "min": min(returns),
+              "max": max(returns), "returns": returns, "checkpoint": str(checkpoint)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"eval {checkpoint}: {len(returns)} episodes of {env_id} (sticky actions {sticky:g}), return "
+          f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f}) -> "
+          f"{out_dir / 'eval.json'}")
+    return report
+
+
+@dataclass
+class LinearSchedule:
+    """A value (epsilon, an annealed learning rate) that moves linearly from `start_value` at agent step
+    `start_step` to `end_value` at `end_step`, then stays. Saved in checkpoints, so a resume continues it."""
+    start_step: int
+    start_value: float
+    end_step: float
+    end_value: float
+
+    def __call__(self, step: int) -> float:
+        if step >= self.end_step:
+            return self.end_value
+        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
+            self.end_step - self.start_step)
+
+    def resumed(self, step: int, old_total: int, new_total: int, name: str) -> LinearSchedule:
+        """After a resume at `step` with another `--total-timesteps`: from the value reached, what remains is
+        stretched (or squeezed) in proportion to the steps left, so it never jumps; a finished one stays."""
+        if new_total == old_total or step >= self.end_step:
+            return self
+        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
+        print(f"--total-timesteps changed: {name} {self(step):.4g} at step {step:,} reaches {self.end_value:.4g} "
+              f"at step {end:,.0f}")
+        return LinearSchedule(step, self(step), end, self.end_value)
 
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args, args=[*saved_settings(sys.argv[1:]), *sys.argv[1:]]))
+        main(parse_args(sys.argv[1:]))
     except BadInput as e:
-        fail(str(e))
+        print(f"{SCRIPT}.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
