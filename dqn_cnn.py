@@ -1,34 +1,29 @@
 """Nature DQN that learns Atari Pong from pixels: CNN, replay buffer, target network, epsilon-greedy.
 
-Lineage: Mnih et al. 2015 ("Human-level control through deep RL"), by way of Lapan, *Deep RL
-Hands-On*, ch. 6 (`../shared/seeds/001_*.txt`: PongNoFrameskip-v4, replay 10k, lr 1e-4, target sync
-every 1000 steps, epsilon 1 -> 0.01, stop at a mean-100 return of 19) and CleanRL's `dqn_atari.py`
-(flag names, logging). Usage: `python dqn_cnn.py --cuda` (see `--help`); the reported score, its
-command and curve are in `benchmark/RESULTS.md`.
+Lineage: Mnih et al. 2015 ("Human-level control through deep RL"), by way of Lapan, *Deep RL Hands-On*, ch. 6
+(`../shared/seeds/001_*.txt`: PongNoFrameskip-v4, replay 10k, lr 1e-4, target sync every 1000 steps, epsilon
+1 -> 0.01, stop at a mean-100 return of 19) and CleanRL's `dqn_atari.py` (flag names, logging).
+Usage: `python dqn_cnn.py --cuda` (`--help` for the flags); the reported score, its command and curve are in
+`benchmark/RESULTS.md`.
 
-Preprocessing is the DeepMind stack, done in C++ by ale-py's `AtariVectorEnv` (threaded, no
-Python wrappers): 30 random no-ops on reset, FIRE on reset, action repeat 4 with a max over the
-last two frames, 84x84 grayscale, a stack of the last 4 frames (zeros before the episode's first
-frame). A CNN needs the stack to see the ball's velocity; the wrapper stack is the one the seed
-and the Nature paper use, so scores compare. Rewards are clipped to their sign for learning only;
+Preprocessing is the DeepMind stack, done in C++ by ale-py's threaded `AtariVectorEnv` (no Python wrappers): 30
+random no-ops and FIRE on reset, action repeat 4 with a max over the last two frames, 84x84 grayscale, a stack of
+the last 4 frames (zeros before an episode's first frame). A CNN needs the stack to see the ball's velocity, and it
+is the seed's and the Nature paper's stack, so scores compare. Rewards are clipped to their sign for learning only;
 `charts/episodic_return` and `progress.csv` report the true game score.
 
-Where this departs from the seed, and why (all are flags, so the seed's setup stays reachable:
-`--n-step 1 --train-frequency 1 --num-envs 1 --buffer-size 10000 --no-compile`):
-- `--train-frequency 4` with `--num-envs 4`: one gradient step per 4 agent steps. On a 2-core CPU
-  the update costs ~15x an environment step, so updating every step (the seed) makes wall time
-  4x longer, and reaching a *mean-100* of 19 needs ~100 good games (~200k agent steps) after the
-  policy is good, which is cheap in updates only at a lower replay ratio.
-- `--n-step 3`: 3-step returns propagate Pong's sparse reward back 3x faster per update (Lapan
-  ch. 8 shows n-step speeding Pong up over 1-step DQN); `--n-step 1` is the Nature target.
-- `--buffer-size 50000`: the seed's 10k replay at 4x the data per update would hold only 2.5k
-  updates of history; 50k keeps roughly the seed's age of data in updates.
-- `--compile`: `torch.compile` of the gradient step cuts it from 18.4 to 13.7 ms on this 2-core CPU
-  (benchmark/RESULTS.md, "where the time goes": learning is ~90% of a step; acting, the env and
-  replay sampling share the rest), so it is on by default. Whole loop there: 213 agent steps/s with
-  the defaults against 137 for Stable-Baselines3's DQN at the same training settings.
-- Replay stores each 84x84 frame once (uint8) and rebuilds the stacks at sampling time with one
-  fancy-index copy: 1M transitions take ~7 GB, not the ~56 GB of stored stacked pairs.
+Where it departs from the seed (the seed's setup stays reachable: `--n-step 1 --train-frequency 1 --num-envs 1
+--buffer-size 10000 --no-compile`):
+- `--train-frequency 4` with `--num-envs 4`: one gradient step per 4 agent steps. On a CPU an update costs many
+  environment steps, and a *mean-100* of 19 needs a hundred good games after the policy is good: cheap in updates
+  only at a lower replay ratio;
+- `--n-step 3`: 3-step returns carry Pong's sparse reward back 3x faster per update (Lapan ch. 8); 1 is Nature's;
+- `--buffer-size 50000`: at 4 agent steps per update the seed's 10k would hold a quarter of the updates' history
+  that it holds in the seed; 50k holds about the same;
+- `--compile`: `torch.compile` of the gradient step, where most of the time goes (benchmark/RESULTS.md);
+- the replay stores each 84x84 frame once and rebuilds the stacks when sampling: 8x less memory than stored pairs of
+  stacks, the same samples. Under NextStep autoreset the step after an episode's end only resets that env: it is no
+  agent step, and its transition is never sampled.
 """
 
 from __future__ import annotations
@@ -36,11 +31,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import math
 import os
 import random
 import shlex
 import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -56,7 +53,8 @@ import torch.nn.functional as F
 import tyro
 
 SCRIPT = "dqn_cnn"
-EVAL_SEED_OFFSET = 10_000  # evaluation games differ from training games, and match between the two eval paths
+CHECKPOINT = "checkpoint.pt"
+RESUME_MUST_MATCH = ("env_id", "num_envs", "buffer_size", "n_step")  # what the stored replay depends on
 
 
 @dataclass
@@ -126,21 +124,9 @@ class Args:
     """agent steps per gradient step"""
 
 
-class BadInput(Exception):
-    """A flag value that type-checks but makes no sense; reported as one line, exit code 2."""
-
-
 def check_args(args: Args) -> None:
-    def need(ok: bool, flag: str, allowed: str, value) -> None:
-        if not ok:
-            raise BadInput(f"{flag} {value!r}: must be {allowed}")
-
-    need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
-    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
-         args.eval_checkpoint)
+    check_run_args(args)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
-    need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
-    need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
     need(0 <= args.eval_epsilon <= 1, "--eval-epsilon", "in [0, 1]", args.eval_epsilon)
     need(args.learning_rate > 0, "--learning-rate", "positive", args.learning_rate)
     need(0 < args.gamma <= 1, "--gamma", "in (0, 1]", args.gamma)
@@ -152,9 +138,8 @@ def check_args(args: Args) -> None:
          (args.start_e, args.end_e))
     need(0 < args.exploration_fraction <= 1, "--exploration-fraction", "in (0, 1]", args.exploration_fraction)
     need(args.train_frequency > 0, "--train-frequency", "positive", args.train_frequency)
-    per_env = args.buffer_size // args.num_envs
-    need(per_env >= args.n_step + 8, "--buffer-size", f"at least {(args.n_step + 8) * args.num_envs} "
-         f"for {args.num_envs} envs", args.buffer_size)
+    need(args.buffer_size // args.num_envs >= args.n_step + 8, "--buffer-size",
+         f"at least {(args.n_step + 8) * args.num_envs} for {args.num_envs} envs", args.buffer_size)
     need(args.batch_size <= args.buffer_size, "--batch-size", f"at most --buffer-size ({args.buffer_size})",
          args.batch_size)
     need(args.learning_starts >= args.batch_size, "--learning-starts",
@@ -164,9 +149,6 @@ def check_args(args: Args) -> None:
     need(args.learning_starts <= args.buffer_size, "--learning-starts",
          f"at most --buffer-size ({args.buffer_size})", args.learning_starts)
     ale_game(args.env_id)
-    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
-    if args.track and importlib.util.find_spec("wandb") is None:
-        raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
 
 # ---------------------------------------------------------------------------- environment
@@ -183,18 +165,21 @@ def ale_game(env_id: str) -> dict:
     return {"game": kwargs["game"], "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
 
 
-def make_env(env_id: str, num_envs: int, seed: int, sticky: Optional[float] = None):
-    """DeepMind-preprocessed Atari in ale-py's threaded vector env; observations (num_envs, 4, 84, 84) uint8.
-    `sticky`, when given, replaces the env id's sticky-action probability."""
+def make_env(env_id: str, num_envs: int, sticky: Optional[float] = None):
+    """DeepMind-preprocessed Atari in ale-py's threaded vector env: observations (num_envs, 4, 84, 84) uint8, with
+    gymnasium's episode statistics. `sticky`, when given, replaces the env id's sticky-action probability."""
     game = ale_game(env_id)
     if sticky is not None:
         game["repeat_action_probability"] = sticky
-    envs = ale_py.vector_env.AtariVectorEnv(
+    return gym.wrappers.vector.RecordEpisodeStatistics(ale_py.vector_env.AtariVectorEnv(
         num_envs=num_envs, **game, frameskip=4, stack_num=4, img_height=84, img_width=84,
         grayscale=True, maxpool=True, noop_max=30, use_fire_reset=True, episodic_life=False,
-        reward_clipping=False, autoreset_mode="NextStep")
-    envs.reset(seed=seed)
-    return envs
+        reward_clipping=False, autoreset_mode="NextStep"))
+
+
+def eval_sticky(args: Args, env_id: str) -> float:
+    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
+    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
 
 
 # ---------------------------------------------------------------------------- model
@@ -203,6 +188,7 @@ class QNetwork(nn.Module):
 
     def __init__(self, num_actions: int):
         super().__init__()
+        self.num_actions = num_actions
         self.net = nn.Sequential(
             nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
@@ -212,6 +198,16 @@ class QNetwork(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.net(frames.float() / 255.0)
+
+
+def epsilon_greedy(q_network: QNetwork, obs: np.ndarray, epsilon: float, rng: np.random.Generator,
+                   device: torch.device) -> np.ndarray:
+    """Each env's greedy action, replaced with probability epsilon by a uniformly random one."""
+    with torch.inference_mode():
+        actions = q_network(torch.from_numpy(obs).to(device)).argmax(1).cpu().numpy()
+    explore = rng.random(len(actions)) < epsilon
+    actions[explore] = rng.integers(0, q_network.num_actions, explore.sum())
+    return actions
 
 
 # ---------------------------------------------------------------------------- replay
@@ -316,7 +312,18 @@ class FrameReplay:
         self.pos, self.count = state["pos"], state["count"]
 
 
-# ---------------------------------------------------------------------------- loss
+def step_and_store(envs, replay: FrameReplay, obs: np.ndarray, actions: np.ndarray, first: np.ndarray,
+                   prev_done: np.ndarray):
+    """One vector step, stored in the replay as a row: obs's newest frame, the actions and what they led to.
+    `first`: that frame starts an episode; `prev_done`: the last step ended one. Returns the next obs, its `first`
+    and `prev_done`, which envs really played this step, and the step's info."""
+    next_obs, reward, terminated, truncated, info = envs.step(actions)
+    played = ~prev_done  # NextStep autoreset: the step after an episode's end only resets that env
+    replay.add(obs[:, -1], first, played, actions, reward, terminated, truncated)
+    return next_obs, prev_done, terminated | truncated, played, info  # a reset step's frame is an episode's first
+
+
+# ---------------------------------------------------------------------------- learning
 def td_loss(q_network: nn.Module, target_network: nn.Module, obs, actions, returns, discount, next_obs):
     """Mean squared TD error against the frozen target network: r + gamma^n * max_a' Q_target(s', a')."""
     with torch.no_grad():
@@ -335,121 +342,105 @@ def gradient_step(q_network: nn.Module, target_network: nn.Module, optimizer: to
     return loss.detach(), q_taken.detach().mean()
 
 
-# ---------------------------------------------------------------------------- run plumbing
-def fail(message: str) -> None:
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+def compiled(step):
+    """`torch.compile` of the gradient step. Dynamo warns once that it ignores the profiler's `record_function` in
+    torch.optim's step (no profiler runs here); that line would land in the progress line, so it is dropped."""
+    logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(
+        lambda record: not str(record.msg).startswith("Profiler record function"))
+    return torch.compile(step)
 
 
-def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
-    """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoint.pt"
-    if not p.is_file():
-        raise BadInput(f"{flag} {path!r}: no such checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:
-        raise BadInput(f"{flag} {path!r}: not a readable torch checkpoint (truncated, or written by "
-                       "another script)") from None
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        other = ckpt.get("script") if isinstance(ckpt, dict) else None
-        raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
-    if flag == "--resume" and "optimizer" not in ckpt:
-        raise BadInput(f"{flag} {path!r}: holds weights only (final_model.pt); resume from checkpoint.pt")
-    return ckpt, p
+def update_target(target_network: nn.Module, q_network: nn.Module, tau: float) -> None:
+    """Move the target network's weights towards the Q-network's by `tau` (1: a hard copy)."""
+    for tp, qp in zip(target_network.parameters(), q_network.parameters()):
+        tp.data.copy_(tau * qp.data + (1.0 - tau) * tp.data)
 
 
-def resume_command(run_dir: Path) -> str:
-    """How to continue this run: a resume takes the run's saved settings as its defaults (`saved_settings`)."""
-    return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
+def crossed(before: int, after: int, period: int) -> bool:
+    """Whether going from agent step `before` to `after` passed a multiple of `period`."""
+    return after // period != before // period
 
 
-def saved_settings(argv: list[str]) -> list[str]:
-    """With `--resume`, the run's own settings (its args.json) as flags to put before the command line's: a
-    resume continues the run as it was started, a flag given beside `--resume` still wins (the last one
-    does), and tyro checks the saved values as it checks typed ones."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--resume="):
-            path = Path(arg.split("=", 1)[1])
-        elif arg == "--resume" and i + 1 < len(argv):
-            path = Path(argv[i + 1])
-        else:
-            continue
-        saved_at = (path if path.is_dir() else path.parent) / "args.json"
-        try:
-            saved = json.loads(saved_at.read_text())
-        except (OSError, ValueError):
-            return []  # `main` says so once the checkpoint itself has loaded
-        tokens = []
-        for f in fields(Args):
-            if f.name in ("resume", "eval_checkpoint", "run_dir") or f.name not in saved:
-                continue
-            flag, value = "--" + f.name.replace("_", "-"), saved[f.name]
-            if isinstance(value, bool):
-                tokens.append(flag if value else "--no-" + flag[2:])
-            else:
-                tokens += [flag, "None" if value is None else str(value)]
-        return tokens
-    return []
+# ---------------------------------------------------------------------------- training loop
+def train(args: Args, envs, q_network: QNetwork, target_network: QNetwork, optimizer: torch.optim.Optimizer,
+          replay: FrameReplay, epsilon_schedule: LinearSchedule, rng: np.random.Generator, run: RunLog,
+          global_step: int, grad_steps: int, device: torch.device) -> tuple[int, int]:
+    """Act epsilon-greedily, store in the replay, learn every `--train-frequency` agent steps; until the run stops.
+    Returns the agent steps and gradient steps reached."""
+    step_fn = compiled(gradient_step) if args.compile else gradient_step
+    obs, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
+    first, prev_done = np.ones(args.num_envs, bool), np.zeros(args.num_envs, bool)
+    losses = {}
+    while run.going(global_step):
+        # ALGO LOGIC: act, step, store
+        epsilon = epsilon_schedule(global_step)
+        actions = epsilon_greedy(q_network, obs, epsilon, rng, device)
+        obs, first, prev_done, played, info = step_and_store(envs, replay, obs, actions, first, prev_done)
+        step_before, global_step = global_step, global_step + int(played.sum())  # a reset step is no agent step
+        run.episodes_done(global_step, info)  # TRY NOT TO MODIFY: progress.csv and TensorBoard
+
+        # ALGO LOGIC: one gradient step per --train-frequency agent steps, however many envs step at once
+        if global_step >= args.learning_starts:
+            while grad_steps <= (global_step - args.learning_starts) // args.train_frequency:
+                grad_steps += 1
+                batch = [torch.from_numpy(x).to(device) for x in replay.sample(args.batch_size, rng)]
+                losses["losses/td_loss"], losses["losses/q_values"] = step_fn(
+                    q_network, target_network, optimizer, *batch)
+            if crossed(step_before, global_step, args.target_network_frequency):
+                update_target(target_network, q_network, args.tau)
+
+        # TRY NOT TO MODIFY: logging every 100 agent steps and at every start (a resume shows its epsilon), checkpoints
+        if crossed(step_before, global_step, 100) or step_before == run.start_step:
+            run.log(global_step, {"charts/SPS": run.sps(global_step), "charts/epsilon": epsilon,
+                                  **{tag: float(value) for tag, value in losses.items()}})
+        if run.checkpoint_due(global_step):
+            save_checkpoint(args, q_network, target_network, optimizer, replay, epsilon_schedule, rng, run,
+                            global_step, grad_steps)
+        run.show(global_step, f" | eps {epsilon:.3f}")
+    return global_step, grad_steps
 
 
-@dataclass
-class LinearSchedule:
-    """A value that moves linearly from `start_value` at agent step `start_step` to `end_value` at `end_step`,
-    then stays there (epsilon, an annealed learning rate). Saved in the checkpoint, so a resume continues it."""
-    start_step: int
-    start_value: float
-    end_step: float
-    end_value: float
-
-    def __call__(self, step: int) -> float:
-        if step >= self.end_step:
-            return self.end_value
-        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
-            self.end_step - self.start_step)
-
-    def resumed(self, step: int, old_total: int, new_total: int) -> LinearSchedule:
-        """The schedule a resume at `step` with a new `--total-timesteps` follows: it starts from the value
-        reached and stretches (or squeezes) what remains in proportion to the steps left, so it never jumps;
-        a finished schedule stays finished."""
-        if step >= self.end_step or new_total == old_total:
-            return self
-        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
-        return LinearSchedule(step, self(step), end, self.end_value)
-
-    def describe(self, name: str, step: int) -> str:
-        if step >= self.end_step:
-            return f"{name} schedule finished: stays at {self.end_value:.4g}"
-        return f"{name} schedule: {self(step):.4g} at step {step:,}, {self.end_value:.4g} at step {self.end_step:,.0f}"
-
-
+# ---------------------------------------------------------------------------- checkpoints and evaluation
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-class Progress:
-    """One live line on a terminal; plain lines every `every_s` seconds otherwise (CI, nohup)."""
+def save_checkpoint(args: Args, q_network: QNetwork, target_network: QNetwork, optimizer: torch.optim.Optimizer,
+                    replay: FrameReplay, epsilon_schedule: LinearSchedule, rng: np.random.Generator, run: RunLog,
+                    global_step: int, grad_steps: int) -> None:
+    save_atomic({"script": SCRIPT, "args": asdict(args), "num_actions": q_network.num_actions,
+                 "model": q_network.state_dict(), "target_model": target_network.state_dict(),
+                 "optimizer": optimizer.state_dict(), "replay": replay.state_dict(), "global_step": global_step,
+                 "grad_steps": grad_steps, "epsilon_schedule": asdict(epsilon_schedule), **run.state(),
+                 "python_rng": random.getstate(), "numpy_rng": rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state()}, run.run_dir / CHECKPOINT)
 
-    def __init__(self, total: int, every_s: float = 30.0):
-        self.total, self.tty, self.every_s, self.last = total, sys.stdout.isatty(), every_s, 0.0
 
-    def update(self, step: int, sps: float, recent_return: float, extra: str = "", force: bool = False):
-        now = time.time()
-        if not force and now - self.last < (0.5 if self.tty else self.every_s):
-            return
-        self.last = now
-        pct = 100.0 * step / self.total
-        line = (f"step {step:,}/{self.total:,} ({pct:5.1f}%) | {sps:6.0f} SPS | "
-                f"mean-100 return {recent_return:6.2f}{extra}")
-        print(("\r" + line + "   ") if self.tty else line, end="" if self.tty else "\n", flush=True)
+def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
+    """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
+    ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
+    checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
+    return ckpt, p
 
-    def close(self):
-        if self.tty:
-            print()
+
+def pick_device(want_cuda: bool) -> torch.device:
+    if want_cuda and not torch.cuda.is_available():
+        print("CUDA not available: running on CPU")
+    return torch.device("cuda" if want_cuda and torch.cuda.is_available() else "cpu")
+
+
+def evaluate_checkpoint(args: Args, device: torch.device) -> None:
+    """`--eval-checkpoint`: play the saved weights on the env they were trained on."""
+    ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
+    env_id = ckpt["args"]["env_id"]
+    q_network = QNetwork(ckpt["num_actions"]).to(device)
+    q_network.load_state_dict(ckpt["model"])
+    sticky, out_dir = eval_sticky(args, env_id), new_run_dir(args, env_id, "-eval")
+    returns = evaluate(q_network, env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
+                       sticky, device, out_dir / "videos" if args.capture_video else None)
+    report_eval(out_dir, returns, path, env_id, sticky)
 
 
 def evaluate(q_network: QNetwork, env_id: str, episodes: int, seed: int, epsilon: float, sticky: float,
@@ -457,24 +448,20 @@ def evaluate(q_network: QNetwork, env_id: str, episodes: int, seed: int, epsilon
     """Play `episodes` whole games; each env plays a fixed share, so that short games are not favoured."""
     num_envs = min(episodes, 16)
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
-    envs = make_env(env_id, num_envs, seed, sticky)
+    envs = make_env(env_id, num_envs, sticky)
     obs, _ = envs.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    returns, ep_return, done_before = [], np.zeros(num_envs), np.zeros(num_envs, bool)
+    returns, ep_return, prev_done = [], np.zeros(num_envs), np.zeros(num_envs, bool)
     q_network.eval()
     while (quota > 0).any():
-        with torch.inference_mode():
-            actions = q_network(torch.from_numpy(obs).to(device)).argmax(1).cpu().numpy()
-        explore = rng.random(num_envs) < epsilon
-        actions[explore] = rng.integers(0, envs.single_action_space.n, explore.sum())
-        obs, reward, terminated, truncated, _ = envs.step(actions)
-        ep_return += reward * ~done_before
+        obs, reward, terminated, truncated, _ = envs.step(epsilon_greedy(q_network, obs, epsilon, rng, device))
+        ep_return += reward * ~prev_done  # NextStep autoreset: a reset step's reward belongs to no episode
         done = terminated | truncated
-        for e in np.flatnonzero(done & ~done_before & (quota > 0)):
+        for e in np.flatnonzero(done & ~prev_done & (quota > 0)):
             returns.append(float(ep_return[e]))
             quota[e] -= 1
         ep_return[done] = 0.0
-        done_before = done
+        prev_done = done
     envs.close()
     if video_dir is not None:
         record_video(q_network, env_id, seed, device, video_dir)
@@ -506,254 +493,316 @@ def record_video(q_network: QNetwork, env_id: str, seed: int, device: torch.devi
     env.close()
 
 
-def write_eval(run_dir: Path, returns: list[float], checkpoint: str, env_id: str, sticky: float) -> dict:
-    report = {"env_id": env_id, "sticky": sticky, "episodes": len(returns), "mean": float(np.mean(returns)),
-              "std": float(np.std(returns)), "min": float(np.min(returns)), "max": float(np.max(returns)),
-              "returns": returns, "checkpoint": checkpoint}
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def trim_progress(csv_path: Path, episodes: int) -> None:
-    """Drop rows an interrupted run logged after its last checkpoint, so the resumed curve continues from there."""
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if int(r[1]) <= episodes]
-    if len(kept) != len(rows):
-        with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-
-
-def pick_device(want_cuda: bool) -> torch.device:
-    if want_cuda and not torch.cuda.is_available():
-        print("CUDA not available: running on CPU")
-    return torch.device("cuda" if want_cuda and torch.cuda.is_available() else "cpu")
-
-
 # ---------------------------------------------------------------------------- main
 def main(args: Args) -> None:
     check_args(args)
     device = pick_device(args.cuda)
-
     if args.eval_checkpoint is not None:
-        ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
-        env_id = ckpt["args"]["env_id"]
-        sticky = ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
-        q_network = QNetwork(ckpt["num_actions"]).to(device)
-        q_network.load_state_dict(ckpt["model"])
-        out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
-                                       f"{int(time.time())}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(q_network, env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
-                           sticky, device, out_dir / "videos" if args.capture_video else None)
-        report = write_eval(out_dir, returns, str(path), env_id, sticky)
-        print(f"eval {path}: {report['episodes']} episodes of {env_id} (sticky actions {sticky:g}), return "
-              f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
-              f" -> {out_dir / 'eval.json'}")
-        return
-
-    ckpt = None
-    if args.resume is not None:
-        ckpt, path = load_checkpoint(args.resume, "--resume")
-        for flag in ("env_id", "num_envs", "buffer_size", "n_step"):
-            if ckpt["args"][flag] != getattr(args, flag):
-                raise BadInput(f"--{flag.replace('_', '-')} {getattr(args, flag)!r}: the checkpoint was "
-                               f"trained with {ckpt['args'][flag]!r}; resume with the same value")
-        if ckpt["global_step"] >= args.total_timesteps:
-            raise BadInput(f"--total-timesteps {args.total_timesteps}: the checkpoint is already at step "
-                           f"{ckpt['global_step']}; ask for more steps to resume")
-        run_dir = path.parent
-        if not (run_dir / "args.json").is_file():
-            print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
-    else:
-        run_dir = Path(args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__"
-                                        f"{int(time.time())}")
-        if (run_dir / "checkpoint.pt").exists():
-            raise BadInput(f"--run-dir {str(run_dir)!r}: holds a run already; use --resume {run_dir} to continue it")
+        return evaluate_checkpoint(args, device)
+    ckpt, run_dir = open_run(args, load_checkpoint)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     rng = np.random.default_rng(args.seed)
-
-    envs = make_env(args.env_id, args.num_envs, args.seed)
-    num_actions = int(envs.single_action_space.n)
-    q_network = QNetwork(num_actions).to(device)
-    target_network = QNetwork(num_actions).to(device)
+    envs = make_env(args.env_id, args.num_envs)
+    q_network = QNetwork(int(envs.single_action_space.n)).to(device)
+    target_network = QNetwork(q_network.num_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
     replay = FrameReplay(args.buffer_size, args.num_envs, args.n_step, args.gamma)
-    global_step, episode, grad_steps, wall_before, recent = 0, 0, 0, 0.0, []
-    epsilon_schedule = LinearSchedule(0, args.start_e, args.exploration_fraction * args.total_timesteps, args.end_e)
-
+    # An old checkpoint without a saved epsilon schedule resumes the one its own total planned.
+    planned = ckpt["args"]["total_timesteps"] if ckpt else args.total_timesteps
+    epsilon_schedule = LinearSchedule(0, args.start_e, args.exploration_fraction * planned, args.end_e)
+    global_step, grad_steps = 0, 0
     if ckpt is not None:
         q_network.load_state_dict(ckpt["model"])
         target_network.load_state_dict(ckpt["target_model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         replay.load_state_dict(ckpt["replay"])
-        replay.cut_episodes()
-        global_step, episode, grad_steps = ckpt["global_step"], ckpt["episode"], ckpt["grad_steps"]
-        wall_before = ckpt["wall_time_s"]
-        recent = list(ckpt["recent_returns"])
+        replay.cut_episodes()  # the emulators' state is not saved: the envs restart their games
+        global_step, grad_steps = ckpt["global_step"], ckpt["grad_steps"]
         random.setstate(ckpt["python_rng"])
         rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
-        if "epsilon_schedule" in ckpt:
-            epsilon_schedule = LinearSchedule(**ckpt["epsilon_schedule"])
-        else:  # written before schedules were saved: the one its own total planned
-            epsilon_schedule = LinearSchedule(0, args.start_e, args.exploration_fraction *
-                                              ckpt["args"]["total_timesteps"], args.end_e)
-        if ckpt["args"]["total_timesteps"] != args.total_timesteps:
-            epsilon_schedule = epsilon_schedule.resumed(global_step, ckpt["args"]["total_timesteps"],
-                                                        args.total_timesteps)
-            print(f"--total-timesteps changed: {epsilon_schedule.describe('epsilon', global_step)}")
-        # The emulators' state is not saved: the envs restart their games, reseeded from the step reached.
-        envs.reset(seed=args.seed + global_step)
-        print(f"resumed {path} at step {global_step:,}, episode {episode}")
+        epsilon_schedule = LinearSchedule(**ckpt.get("epsilon_schedule", asdict(epsilon_schedule))).resumed(
+            global_step, ckpt["args"]["total_timesteps"], args.total_timesteps, "epsilon")
+        print(f"resumed {run_dir} at step {global_step:,}, episode {ckpt['episode']}")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
-    with open(run_dir / "commands.txt", "a") as f:  # every start of this run, resumes included
-        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
     from torch.utils.tensorboard import SummaryWriter
 
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args),
-                   name=run_dir.name, dir=str(run_dir), resume="allow")
-    writer = SummaryWriter(str(run_dir), purge_step=global_step if ckpt else None)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
-                    "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    csv_path = run_dir / "progress.csv"
-    new_csv = not csv_path.exists() or ckpt is None
-    if not new_csv:
-        trim_progress(csv_path, episode)
-    csv_file = open(csv_path, "w" if new_csv else "a", newline="")
-    csv_writer = csv.writer(csv_file)
-    if new_csv:
-        csv_writer.writerow(["global_step", "episode", "episodic_return", "episodic_length", "wall_time_s", "sps"])
-
-    def checkpoint() -> None:
-        save_atomic({
-            "script": SCRIPT, "args": asdict(args), "num_actions": num_actions,
-            "model": q_network.state_dict(), "target_model": target_network.state_dict(),
-            "optimizer": optimizer.state_dict(), "replay": replay.state_dict(),
-            "global_step": global_step, "episode": episode, "grad_steps": grad_steps,
-            "epsilon_schedule": asdict(epsilon_schedule), "wall_time_s": wall_before + time.time() - start,
-            "recent_returns": recent[-100:], "python_rng": random.getstate(),
-            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-        }, run_dir / "checkpoint.pt")
-
-    stop_signal = []
-    signal.signal(signal.SIGINT, lambda s, f: stop_signal.append(s))
-    signal.signal(signal.SIGTERM, lambda s, f: stop_signal.append(s))
-
-    step_fn = torch.compile(gradient_step) if args.compile else gradient_step
-
-    obs, _ = envs.reset(seed=args.seed + global_step)
-    first = np.ones(args.num_envs, bool)
-    prev_done = np.zeros(args.num_envs, bool)
-    ep_return = np.zeros(args.num_envs)
-    ep_length = np.zeros(args.num_envs, np.int64)
-    progress = Progress(args.total_timesteps)
-    start, start_step = time.time(), global_step
-    next_save = (global_step // args.save_every + 1) * args.save_every
-    loss_value = q_value = None
-    reached_target = False
-
-    def crossed(period: int) -> bool:  # did the last vector step pass a multiple of `period` agent steps?
-        return global_step // period != step_before // period
-
-    while global_step < args.total_timesteps and not stop_signal and not reached_target:
-        epsilon = epsilon_schedule(global_step)
-        with torch.inference_mode():
-            actions = q_network(torch.from_numpy(obs).to(device)).argmax(1).cpu().numpy()
-        explore = rng.random(args.num_envs) < epsilon
-        actions[explore] = rng.integers(0, num_actions, explore.sum())
-
-        next_obs, reward, terminated, truncated, _ = envs.step(actions)
-        replay.add(obs[:, -1], first, ~prev_done, actions, reward, terminated, truncated)
-        done = terminated | truncated
-        # Under NextStep autoreset the step after an episode's end only resets: it is no agent step.
-        played = ~prev_done
-        step_before, global_step = global_step, global_step + int(played.sum())
-        ep_return += reward * played
-        ep_length += played
-        sps = (global_step - start_step) / max(time.time() - start, 1e-9)
-        for e in np.flatnonzero(done & played):
-            episode += 1
-            recent.append(float(ep_return[e]))
-            wall = wall_before + time.time() - start
-            csv_writer.writerow([global_step, episode, ep_return[e], ep_length[e], f"{wall:.1f}", f"{sps:.1f}"])
-            writer.add_scalar("charts/episodic_return", ep_return[e], global_step)
-            writer.add_scalar("charts/episodic_length", ep_length[e], global_step)
-            ep_return[e], ep_length[e] = 0.0, 0
-        if done.any():
-            csv_file.flush()
-            mean100 = float(np.mean(recent[-100:]))
-            if args.target_return is not None and len(recent) >= 100 and mean100 >= args.target_return:
-                reached_target = True
-        first, prev_done, obs = prev_done.copy(), done, next_obs
-
-        if global_step >= args.learning_starts:
-            # One gradient step per --train-frequency agent steps, however many envs step at once.
-            while grad_steps <= (global_step - args.learning_starts) // args.train_frequency:
-                grad_steps += 1
-                b_obs, b_actions, b_returns, b_discount, b_next = replay.sample(args.batch_size, rng)
-                loss_value, q_value = step_fn(
-                    q_network, target_network, optimizer,
-                    torch.from_numpy(b_obs).to(device), torch.from_numpy(b_actions).to(device),
-                    torch.from_numpy(b_returns).to(device), torch.from_numpy(b_discount).to(device),
-                    torch.from_numpy(b_next).to(device))
-            if crossed(args.target_network_frequency):
-                for tp, qp in zip(target_network.parameters(), q_network.parameters()):
-                    tp.data.copy_(args.tau * qp.data + (1.0 - args.tau) * tp.data)
-
-        if crossed(100) or step_before == start_step:  # and once at every start, so a resume shows its epsilon
-            writer.add_scalar("charts/SPS", sps, global_step)
-            writer.add_scalar("charts/epsilon", epsilon, global_step)
-            if loss_value is not None:
-                writer.add_scalar("losses/td_loss", float(loss_value), global_step)
-                writer.add_scalar("losses/q_values", float(q_value), global_step)
-        if global_step >= next_save:
-            checkpoint()
-            next_save += args.save_every
-        progress.update(global_step, sps, float(np.mean(recent[-100:])) if recent else math.nan,
-                        f" | eps {epsilon:.3f} | episodes {episode}")
-
-    checkpoint()
-    # From here on (final evaluation) Ctrl-C interrupts as usual: the checkpoint is written.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    progress.close()
-    csv_file.close()
+    run = RunLog(args, run_dir, ckpt, lambda logdir, purge_step: SummaryWriter(logdir, purge_step=purge_step))
+    global_step, grad_steps = train(args, envs, q_network, target_network, optimizer, replay, epsilon_schedule, rng,
+                                    run, global_step, grad_steps, device)
+    save_checkpoint(args, q_network, target_network, optimizer, replay, epsilon_schedule, rng, run, global_step,
+                    grad_steps)
     envs.close()
-    if stop_signal:
-        writer.close()
-        code = 128 + stop_signal[0]
-        print(f"stopped by signal {stop_signal[0]} at step {global_step:,}; checkpoint written. "
-              f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
-        sys.exit(code)
+    run.close(global_step)
 
-    final = {"script": SCRIPT, "args": asdict(args), "num_actions": num_actions, "model": q_network.state_dict(),
-             "global_step": global_step}
-    save_atomic(final, run_dir / "final_model.pt")
-    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+    final = run_dir / "final_model.pt"
+    save_atomic({"script": SCRIPT, "args": asdict(args), "num_actions": q_network.num_actions,
+                 "model": q_network.state_dict(), "global_step": global_step}, final)
+    sticky = eval_sticky(args, args.env_id)
     returns = evaluate(q_network, args.env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
-                       sticky, device,
-                       run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"), args.env_id, sticky)
-    writer.add_scalar("eval/mean_return", report["mean"], global_step)
-    writer.close()
-    why = "reached --target-return" if reached_target else "done"
-    print(f"{why}: {global_step:,} steps, {episode} episodes, {wall_before + time.time() - start:.0f} s; "
-          f"eval {report['mean']:.2f} ± {report['std']:.2f} over {report['episodes']} episodes -> {run_dir}")
+                       sticky, device, run_dir / "videos" if args.capture_video else None)
+    run.finish(global_step, report_eval(run_dir, returns, final, args.env_id, sticky))
+
+
+# ================================================================================================ run plumbing
+# Boring book-keeping, the same text in all four scripts from this line to the end (a test fails when the copies
+# differ): bad flags, the run dir, progress.csv, TensorBoard, the progress line, signals, resume, eval.json. It needs
+# neither torch nor NumPy; what does (checkpoints, the TensorBoard writer) is above.
+EVAL_SEED_OFFSET = 10_000  # evaluation games differ from the training games, and match between the two eval paths
+
+
+class BadInput(Exception):
+    """A flag value that type-checks but makes no sense: reported as one line on stderr, exit code 2."""
+
+
+def need(ok: bool, flag: str, allowed: str, value) -> None:
+    if not ok:
+        raise BadInput(f"{flag} {value!r}: must be {allowed}")
+
+
+def check_run_args(args: Args) -> None:
+    """The checks of the flags that every script has; each script's `check_args` adds its algorithm's."""
+    need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
+    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
+         args.eval_checkpoint)
+    need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
+    need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
+    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
+    need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
+         "used with Weights & Biases installed (pip install wandb)", args.track)
+
+
+def parse_args(argv: list[str]) -> Args:
+    """The command line; with `--resume`, the run's saved settings (its args.json) are the defaults, so a resume
+    continues the run as it was started and a flag typed beside `--resume` still wins."""
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("--resume=")), None)
+    if resume is None and "--resume" in argv[:-1]:
+        resume = argv[argv.index("--resume") + 1]
+    saved = {}
+    if resume is not None:
+        try:  # a missing args.json is said by `open_run`, once the checkpoint itself has loaded
+            saved = json.loads(((Path(resume) if Path(resume).is_dir() else Path(resume).parent) / "args.json")
+                               .read_text())
+        except (OSError, ValueError):
+            pass
+    settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
+    return tyro.cli(Args, args=argv, default=Args(**{k: v for k, v in saved.items() if k in settings}))
+
+
+def new_run_dir(args: Args, env_id: str, kind: str = "") -> Path:
+    return Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}{kind}__{args.seed}__"
+                                f"{int(time.time())}")
+
+
+def open_run(args: Args, load_checkpoint) -> tuple[Optional[dict], Path]:
+    """A new run's dir, or the checkpoint and dir of the run that `--resume` names, once checked that it can go on
+    with these settings (`RESUME_MUST_MATCH`). A run already at `--total-timesteps` has nothing to do: exit 0."""
+    if args.resume is None:
+        run_dir = new_run_dir(args, args.env_id)
+        if (run_dir / CHECKPOINT).exists():
+            raise BadInput(f"--run-dir {str(run_dir)!r}: holds a run already; use --resume {run_dir} to continue it")
+        return None, run_dir
+    ckpt, path = load_checkpoint(args.resume, "--resume")
+    for name in RESUME_MUST_MATCH:
+        if ckpt["args"][name] != getattr(args, name):
+            raise BadInput(f"--{name.replace('_', '-')} {getattr(args, name)!r}: the checkpoint was trained with "
+                           f"{ckpt['args'][name]!r}; resume with the same value")
+    if ckpt["global_step"] >= args.total_timesteps:
+        print(f"{path} is at step {ckpt['global_step']:,} of --total-timesteps {args.total_timesteps:,}: nothing "
+              "to do (a larger --total-timesteps trains on)")
+        sys.exit(0)
+    if not (path.parent / "args.json").is_file():
+        print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
+    return ckpt, path.parent
+
+
+def read_checkpoint(path: str, flag: str, load) -> tuple[object, Path]:
+    """The checkpoint a flag names (the file, or `CHECKPOINT` in the run dir named) as `load(file)` reads it."""
+    p = Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
+    if not p.is_file():
+        raise BadInput(f"{flag} {path!r}: no such checkpoint file")
+    try:
+        return load(p), p
+    except Exception:
+        raise BadInput(f"{flag} {path!r}: not a readable {SCRIPT}.py checkpoint (truncated, or written by another "
+                       "script)") from None
+
+
+def checked_checkpoint(ckpt, path: str, flag: str, weights_only: bool) -> dict:
+    """A loaded checkpoint, if this script wrote it and, for `--resume`, it holds more than the weights."""
+    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
+        other = ckpt.get("script") if isinstance(ckpt, dict) else None
+        raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
+    if flag == "--resume" and weights_only:
+        raise BadInput(f"{flag} {path!r}: holds weights only (a final model); resume from {CHECKPOINT}")
+    return ckpt
+
+
+def catch_stop_signals() -> list[int]:
+    """From now on Ctrl-C and SIGTERM only note themselves in the returned list, which the loop checks."""
+    caught: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda s, f: caught.append(s))
+    return caught
+
+
+class RunLog:
+    """A training run's outputs besides its checkpoints, and when it stops: the run dir with args.json and
+    commands.txt (every start, resumes included); progress.csv and TensorBoard, one row per finished episode (a
+    resume drops the rows logged after its checkpoint); a progress line; the stop at `--total-timesteps`,
+    `--target-return` or Ctrl-C/SIGTERM."""
+
+    def __init__(self, args: Args, run_dir: Path, ckpt: Optional[dict], make_writer, extra_columns: tuple = (),
+                 stop_signal: Optional[list[int]] = None):
+        self.args, self.run_dir, self.shown, self.reached_target = args, run_dir, 0.0, False
+        self.stop_signal = catch_stop_signals() if stop_signal is None else stop_signal
+        self.episode, self.recent = (ckpt["episode"], list(ckpt["recent_returns"])) if ckpt else (0, [])
+        self.wall_before, self.start_step = (ckpt["wall_time_s"], ckpt["global_step"]) if ckpt else (0.0, 0)
+        self.start, self.next_save = time.time(), (self.start_step // args.save_every + 1) * args.save_every
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+        with open(run_dir / "commands.txt", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args),
+                       name=run_dir.name, dir=str(run_dir), resume="allow")
+        self.writer = make_writer(str(run_dir), self.start_step if ckpt else None)
+        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
+                             "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+        kept, csv_path = [], run_dir / "progress.csv"
+        if ckpt is not None and csv_path.exists():
+            with open(csv_path, newline="") as f:
+                kept = [row for row in list(csv.reader(f))[1:] if int(row[1]) <= self.episode]
+        self.csv_file = open(csv_path, "w", newline="")
+        self.csv = csv.writer(self.csv_file)
+        self.csv.writerows([["global_step", "episode", "episodic_return", "episodic_length", "wall_time_s", "sps",
+                             *extra_columns], *kept])
+        self.csv_file.flush()
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.stop_signal)
+
+    def going(self, global_step: int) -> bool:
+        return global_step < self.args.total_timesteps and not self.stop_signal and not self.reached_target
+
+    def sps(self, global_step: int) -> float:
+        return (global_step - self.start_step) / max(time.time() - self.start, 1e-9)
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.time() - self.start
+
+    def mean_recent(self) -> float:
+        return statistics.fmean(self.recent[-100:]) if self.recent else math.nan
+
+    def episode_done(self, global_step: int, episodic_return: float, episodic_length: int, *extra) -> None:
+        self.episode += 1
+        self.recent.append(float(episodic_return))
+        self.csv.writerow([global_step, self.episode, episodic_return, episodic_length, f"{self.wall_time():.1f}",
+                           f"{self.sps(global_step):.1f}", *extra])
+        self.csv_file.flush()
+        self.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
+        target = self.args.target_return
+        self.reached_target |= target is not None and len(self.recent) >= 100 and self.mean_recent() >= target
+
+    def episodes_done(self, global_step: int, info: dict) -> None:
+        """The episodes that gymnasium's `RecordEpisodeStatistics` says ended at this vector step."""
+        for e in (i for i, ended in enumerate(info.get("_episode", ())) if ended):
+            self.episode_done(global_step, float(info["episode"]["r"][e]), int(info["episode"]["l"][e]))
+
+    def log(self, global_step: int, scalars: dict) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, global_step)
+
+    def checkpoint_due(self, global_step: int) -> bool:
+        due, self.next_save = global_step >= self.next_save, max(
+            self.next_save, (global_step // self.args.save_every + 1) * self.args.save_every)
+        return due
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of this log, so that a resume continues the curves where they stopped."""
+        return {"episode": self.episode, "recent_returns": self.recent[-100:], "wall_time_s": self.wall_time()}
+
+    def show(self, global_step: int, extra: str = "") -> None:
+        """The progress line: redrawn twice a second on a terminal, a plain line every 30 s otherwise."""
+        tty, now, total, sps = sys.stdout.isatty(), time.time(), self.args.total_timesteps, self.sps(global_step)
+        if now - self.shown < (0.5 if tty else 30.0):
+            return
+        self.shown, left = now, time.strftime("%H:%M:%S", time.gmtime((total - global_step) / max(sps, 1e-9)))
+        line = (f"step {global_step:,}/{total:,} ({100 * global_step / total:5.1f}%) | {sps:6.0f} SPS | left "
+                f"{left if sps > 0 else '?'} | mean-100 return {self.mean_recent():6.2f} | episodes {self.episode}"
+                + extra)
+        print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", flush=True)
+
+    def close(self, global_step: int) -> None:
+        """After the run's last checkpoint. A signal stopped it: exit 128 + its number with the line that resumes
+        it. Otherwise Ctrl-C interrupts as usual from here on (the final evaluation)."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print("\n" * sys.stdout.isatty(), end="")
+        self.csv_file.close()
+        if self.stop_signal:
+            self.writer.close()
+            print(f"stopped by signal {self.stop_signal[0]} at step {global_step:,}; checkpoint written. Resume "
+                  f"with: python {SCRIPT}.py --resume {shlex.quote(str(self.run_dir))}", file=sys.stderr)
+            sys.exit(128 + self.stop_signal[0])
+
+    def finish(self, global_step: int, report: dict) -> None:
+        self.log(global_step, {"eval/mean_return": report["mean"]})
+        self.writer.close()
+        print(f"{'reached --target-return' if self.reached_target else 'done'}: {global_step:,} steps, "
+              f"{self.episode} episodes, {self.wall_time():.0f} s -> {self.run_dir}")
+
+
+def report_eval(out_dir: Path, returns: list[float], checkpoint: Path, env_id: str, sticky: float, **details) -> dict:
+    """eval.json (the episodes' returns, their statistics, what was played) and one line saying so."""
+    report = {"env_id": env_id, "sticky": sticky, **details, "episodes": len(returns),
+              "mean": statistics.fmean(returns), "std": statistics.pstdev(returns), "min": min(returns),
+              "max": max(returns), "returns": returns, "checkpoint": str(checkpoint)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"eval {checkpoint}: {len(returns)} episodes of {env_id} (sticky actions {sticky:g}), return "
+          f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f}) -> "
+          f"{out_dir / 'eval.json'}")
+    return report
+
+
+@dataclass
+class LinearSchedule:
+    """A value (epsilon, an annealed learning rate) that moves linearly from `start_value` at agent step
+    `start_step` to `end_value` at `end_step`, then stays. Saved in checkpoints, so a resume continues it."""
+    start_step: int
+    start_value: float
+    end_step: float
+    end_value: float
+
+    def __call__(self, step: int) -> float:
+        if step >= self.end_step:
+            return self.end_value
+        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
+            self.end_step - self.start_step)
+
+    def resumed(self, step: int, old_total: int, new_total: int, name: str) -> LinearSchedule:
+        """After a resume at `step` with another `--total-timesteps`: from the value reached, what remains is
+        stretched (or squeezed) in proportion to the steps left, so it never jumps; a finished one stays."""
+        if new_total == old_total or step >= self.end_step:
+            return self
+        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
+        print(f"--total-timesteps changed: {name} {self(step):.4g} at step {step:,} reaches {self.end_value:.4g} "
+              f"at step {end:,.0f}")
+        return LinearSchedule(step, self(step), end, self.end_value)
 
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args, args=[*saved_settings(sys.argv[1:]), *sys.argv[1:]]))
+        main(parse_args(sys.argv[1:]))
     except BadInput as e:
-        fail(str(e))
+        print(f"{SCRIPT}.py: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -41,7 +41,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal, NoReturn, Optional
+from typing import Literal, Optional
 
 import ale_py
 import gymnasium as gym
@@ -464,14 +464,7 @@ def save_checkpoint(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, 
 
 def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
-    p = Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
-    if not p.is_file():
-        raise BadInput(f"{flag} {path!r}: no such checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:
-        raise BadInput(f"{flag} {path!r}: not a readable torch checkpoint (truncated, or written by "
-                       "another script)") from None
+    ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         a = ckpt["args"]
@@ -663,6 +656,18 @@ def open_run(args: Args, load_checkpoint) -> tuple[Optional[dict], Path]:
     if not (path.parent / "args.json").is_file():
         print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
     return ckpt, path.parent
+
+
+def read_checkpoint(path: str, flag: str, load) -> tuple[object, Path]:
+    """The checkpoint a flag names (the file, or `CHECKPOINT` in the run dir named) as `load(file)` reads it."""
+    p = Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
+    if not p.is_file():
+        raise BadInput(f"{flag} {path!r}: no such checkpoint file")
+    try:
+        return load(p), p
+    except Exception:
+        raise BadInput(f"{flag} {path!r}: not a readable {SCRIPT}.py checkpoint (truncated, or written by another "
+                       "script)") from None
 
 
 def checked_checkpoint(ckpt, path: str, flag: str, weights_only: bool) -> dict:

@@ -1,77 +1,27 @@
-"""PPO-clip on Karpathy's Pong policy network, with rollouts and gradients computed in Ray actors.
+"""PPO-clip on Karpathy's Pong policy network, with the rollouts and the gradients computed in Ray actors.
 
-Lineage: Karpathy's "Pong from Pixels" policy gradient (80x80 difference frame, 200 hidden ReLU
-units, one sigmoid output: P(UP)), as parallelised over Ray actors in Ray's pg-pong example
-(`../shared/seeds/002_*.txt`: each actor plays and computes a gradient, the driver sums them and
-updates the model); the update is PPO's clipped surrogate (Schulman et al. 2017) with CleanRL's
-`ppo_atari.py` flag names, defaults and logging. Usage: `python ppo_ray.py --num-workers 2`
-(`--ray-address <head>:6379` to join a running cluster; see `--help`); the reported score, its
-command and curve are in `benchmark/RESULTS.md`.
+Lineage: Karpathy's "Pong from Pixels" (80x80 difference frame, 200 hidden ReLU units, one sigmoid output P(UP),
+returns restarted at each point and standardised, no critic) as parallelised over Ray actors by Ray's pg-pong
+example (`../shared/seeds/002_*.txt`), with PPO's clipped surrogate and CleanRL's `ppo_atari.py` flag names,
+defaults and logging. Usage: `python ppo_ray.py --num-workers 2` (`--ray-address host:6379` joins a running
+cluster; `--help` for the flags); the reported scores, commands and curves are in `benchmark/RESULTS.md`.
 
-How it is distributed: each Ray actor (one per `--num-workers`, `--cpus-per-worker` CPUs each) owns
-`--num-envs` Pong games in ale-py's native vector env. One iteration is:
-1. rollout round: the learner `ray.put`s the weights once; every actor plays `--num-steps` steps on
-   each of its games with them and keeps the data it collected; it sends back only counts, the
-   finished episodes and the sums needed for the global return mean and std;
-2. `--update-epochs` x `--num-minibatches` gradient rounds: each actor deals its own samples into
-   that many minibatches per epoch (shuffled) and, each round, computes the gradient of the PPO-clip
-   loss (mean over one minibatch) with the latest weights; the learner averages the gradients weighted
-   by sample counts (= the gradient of the mean loss over the union of the minibatches, CleanRL's
-   minibatch of the whole batch), clips the norm, steps Adam and `ray.put`s the new weights once for
-   the next round. Experience never leaves the actor that
-   collected it; only weights (5 MB) and gradients (5 MB per actor) travel.
-The same script runs on one machine (`--ray-address ""`, the default, starts a private local Ray
-sized to the workers and stops it on exit) or on a multi-node cluster (`--ray-address host:port`).
-The nodes need this script's packages (numpy, torch, ale-py); the worker code travels by pickle.
+Each worker (a Ray actor) plays `--num-envs` games in ale-py's vector env. An iteration is a rollout round (every
+worker plays `--num-steps` steps per game with the same weights and keeps the steps of the points that ended; a
+point still running waits on its worker, the PPO ratio corrects the lag) and `--update-epochs` x
+`--num-minibatches` gradient rounds (each worker sends the gradient of a minibatch of its own samples; the learner
+averages them weighted by sample counts and steps Adam). Only weights and gradients travel. Ray restarts a dead
+worker (`--max-restarts`, logged in `workers.csv`); a round goes on with the answers that arrived. Without
+`--ray-address` a private local Ray sized to the workers lives as long as the run; Ray's processes ignore SIGINT.
+Worker RNG, games and pending steps are not checkpointed: `--resume` restarts the games. Preprocessing is
+Karpathy's (rows 35..194, every second pixel of the red channel, court colours erased): the difference of two such
+images shows the MLP the ball's motion without a frame stack.
 
-Surviving a dead worker: actors are created with Ray's `max_restarts` (`--max-restarts`) and
-`max_task_retries=0`, so a call to a dead actor fails (`RayActorError`; `ActorUnavailableError`
-while Ray restarts it) instead of being replayed. The learner finishes the round with the gradients
-that arrived (averaged over the samples that arrived), prints a line, logs `charts/worker_failures`
-and a row in `<run-dir>/workers.csv` (where each actor's PID and host are logged from the start),
-and calls the worker again each round until it answers: a restarted actor (new PID, logged) starts
-fresh games with the current weights. A worker that dies more than `--max-restarts` times, or is not
-back 10 minutes after dying, is dropped; the run stops (checkpoint, exit 1) only when none is left.
-
-Starting and stopping Ray: without `--ray-address` the driver starts a private local Ray with
-exactly the workers' CPUs, no dashboard and no log forwarding (a few seconds), and shuts it down on
-every exit path, Ctrl-C and SIGTERM included: the first signal lets the round in flight finish,
-then the driver checkpoints, stops Ray and exits 128+signal (a second signal abandons the round).
-Ray's processes start with SIGINT ignored, so a terminal's Ctrl-C reaches only the driver. Joining
-a cluster that uses token authentication needs its token here (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
-or ~/.ray/auth_token), as for any Ray client.
-
-Preprocessing is Karpathy's, batched in NumPy on raw 210x160 RGB frames from
-`ale_py.vector_env.AtariVectorEnv` (stack 1, no max-pool, no FIRE on reset, 0-30 random no-ops on
-reset, `--frameskip 4`): crop rows 35:195, keep every second pixel of the red channel (80x80),
-erase the two background colours (144, 109), set the rest (paddles, ball) to 1; the network sees
-the difference of the current and previous such frame (zeros on an episode's first step), which
-shows the ball's motion without a frame stack. This is the seed's network input, so the seed's
-2-layer MLP works unchanged; a CNN on the DeepMind stack is `dqn_cnn.py`'s job.
-
-Returns and advantages are Karpathy's, with no critic: the discounted return of each step within
-its point (the running sum restarts at every non-zero reward, Pong's point boundary), standardised
-with the mean and std over all samples of the iteration (all workers). A point still running when a
-rollout ends has no return yet: its steps stay on their actor and join the batch of the iteration
-in which the point ends, with the log-probabilities of the policy that played them, so the PPO
-ratio corrects for the (usually one-iteration) lag. Worker RNG, games in progress and these
-pending steps are not checkpointed: `--resume` restarts the games, reseeded from the step reached.
-
-Where the time goes: a gradient round is Ray's hand-over (weights out, one gradient per worker
-back) plus a worker's minibatch gradient plus the learner's averaging and Adam step. The last two
-are kept small by computing the first layer from the non-zero pixels only, averaging in float32
-and Adam's fused CPU kernel; `benchmark/throughput.py` measures the three parts (on the 2-core test
-machine: hand-over 6.9 ms, gradient 1.7 ms, learner 1.3 ms) and the whole loop with 1 and 2 workers
-(`benchmark/RESULTS.md`). The 16 rounds per iteration are serial, which is what keeps 2 workers on
-2 cores from twice 1 worker's speed.
-
-Where this departs from the seed, and why: PPO-clip instead of the plain policy gradient (4 epochs
-of 4 minibatches per batch as in CleanRL; the issue asks for PPO); Adam at CleanRL's 2.5e-4 with linear annealing and
-gradient-norm clipping 0.5 instead of RMSProp 1e-4 (CleanRL's tested PPO setting); an entropy bonus
-0.01 (CleanRL); fixed-length rollouts of `--num-steps` per game instead of whole episodes per
-actor, so actors finish rounds together and no game waits for the slowest; `PongNoFrameskip-v4`
-with a fixed `--frameskip 4` instead of `Pong-v0` (random 2-4 frame skip and sticky actions, which
-the vector env does not offer; an id's own sticky-action probability is kept).
+Where it departs from the seed (roughly `--update-epochs 1 --num-minibatches 1 --learning-rate 1e-4 --no-anneal-lr
+--ent-coef 0`, where one epoch of one minibatch is the plain policy gradient): PPO-clip, 4 epochs of 4 minibatches;
+Adam annealed, grad norm 0.5 and entropy 0.01 as CleanRL (the seed's RMSProp has no flag); `--num-steps` per game
+instead of whole episodes, so workers finish rounds together; `PongNoFrameskip-v4` with `--frameskip 4`, not
+Pong-v0's random 2-4 skip (`--env-id ALE/Pong-v5` for its sticky actions).
 """
 
 from __future__ import annotations
@@ -86,6 +36,7 @@ import random
 import shlex
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -103,8 +54,8 @@ import torch.nn.functional as F
 import tyro
 
 SCRIPT = "ppo_ray"
-D = 80 * 80  # input: one 80x80 difference frame
-UP, DOWN = 2, 3  # Pong's minimal action set: NOOP, FIRE, RIGHT (paddle up), LEFT (paddle down), ...
+CHECKPOINT = "checkpoint.pt"
+RESUME_MUST_MATCH = ("env_id", "frameskip")  # what a checkpoint's model and games depend on
 
 
 @dataclass
@@ -139,6 +90,8 @@ class Args:
     """evaluate with this sticky-action probability, not the env's own (0.25: Machado et al. 2018; 0: none)"""
     run_dir: Optional[str] = None
     """where outputs go; default `runs/<env>__<exp-name>__<seed>__<unix-time>`"""
+    target_return: Optional[float] = None
+    """stop early once the mean of the last 100 episodic returns reaches this"""
 
     num_workers: int = 2
     """Ray actors that each play `--num-envs` games and compute gradients of their own data"""
@@ -176,26 +129,14 @@ class Args:
     """stop an iteration's epochs early once the approximate KL to the behaviour policy exceeds this"""
 
 
-class BadInput(Exception):
-    """A flag value that type-checks but makes no sense; reported as one line, exit code 2."""
-
-
 def check_args(args: Args) -> None:
-    def need(ok: bool, flag: str, allowed: str, value) -> None:
-        if not ok:
-            raise BadInput(f"{flag} {value!r}: must be {allowed}")
-
-    need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
-    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
-         args.eval_checkpoint)
+    check_run_args(args)
     need(args.num_workers > 0, "--num-workers", "at least 1", args.num_workers)
     need(args.cpus_per_worker > 0, "--cpus-per-worker", "positive", args.cpus_per_worker)
     need(args.max_restarts >= -1, "--max-restarts", "-1 (unlimited) or at least 0", args.max_restarts)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.num_steps > 0, "--num-steps", "at least 1", args.num_steps)
     need(args.frameskip > 0, "--frameskip", "at least 1", args.frameskip)
-    need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
-    need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
     need(args.learning_rate > 0, "--learning-rate", "positive", args.learning_rate)
     need(0 < args.gamma <= 1, "--gamma", "in (0, 1]", args.gamma)
     need(args.update_epochs > 0, "--update-epochs", "at least 1", args.update_epochs)
@@ -205,12 +146,13 @@ def check_args(args: Args) -> None:
     need(args.max_grad_norm > 0, "--max-grad-norm", "positive", args.max_grad_norm)
     need(args.target_kl is None or args.target_kl > 0, "--target-kl", "positive", args.target_kl)
     ale_game(args.env_id)
-    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
-    if args.track and importlib.util.find_spec("wandb") is None:
-        raise BadInput("--track: needs Weights & Biases (pip install wandb)")
 
 
 # ---------------------------------------------------------------------------- environment
+D = 80 * 80  # input: one 80x80 difference frame
+UP, DOWN = 2, 3  # Pong's minimal action set: NOOP, FIRE, RIGHT (paddle up), LEFT (paddle down), ...
+
+
 def ale_game(env_id: str) -> dict:
     """The ALE settings behind a registered Gymnasium id, e.g. PongNoFrameskip-v4 -> pong, no sticky actions."""
     gym.register_envs(ale_py)
@@ -224,13 +166,13 @@ def ale_game(env_id: str) -> dict:
     return {"game": kwargs["game"], "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
 
 
-def make_env(game: str, repeat_action_probability: float, frameskip: int, num_envs: int, num_threads: int = 1):
-    """Raw 210x160 RGB frames from ale-py's vector env; the step ending an episode returns the next's first frame."""
+def make_env(game: str, sticky: float, frameskip: int, num_envs: int, num_threads: int = 1):
+    """Raw 210x160 RGB frames from ale-py's vector env, `sticky` its sticky-action probability. SameStep autoreset:
+    every step is an agent step, and the step that ends an episode returns the next one's first frame."""
     return ale_py.vector_env.AtariVectorEnv(
         game=game, num_envs=num_envs, frameskip=frameskip, stack_num=1, grayscale=False, img_height=210,
         img_width=160, maxpool=False, noop_max=30, use_fire_reset=False, episodic_life=False,
-        reward_clipping=False, repeat_action_probability=repeat_action_probability, autoreset_mode="SameStep",
-        num_threads=num_threads)
+        reward_clipping=False, repeat_action_probability=sticky, autoreset_mode="SameStep", num_threads=num_threads)
 
 
 def preprocess(frames: np.ndarray) -> np.ndarray:
@@ -240,14 +182,27 @@ def preprocess(frames: np.ndarray) -> np.ndarray:
     return out.reshape(*frames.shape[:-3], D).astype(np.uint8)
 
 
+class DifferenceFrames:
+    """The policy's input per game: this frame's image minus the previous one; zeros on an episode's first step."""
+
+    def __init__(self, num_envs: int):
+        self.prev = np.zeros((num_envs, D), np.uint8)
+
+    def __call__(self, frames: np.ndarray, new_episode: np.ndarray) -> np.ndarray:
+        """(N, 210, 160, 3) frames, (N,) bool -> (N, 6400) int8 in {-1, 0, 1}."""
+        image = preprocess(frames)
+        x = image.astype(np.int8) - self.prev.astype(np.int8)
+        x[new_episode] = 0
+        self.prev = image
+        return x
+
+
 # ---------------------------------------------------------------------------- model
 class Policy(nn.Module):
-    """The seed's network: 6400 -> 200 ReLU -> 1 logit of P(UP), no biases, its "Xavier" initialisation.
-
-    Karpathy's W1 is stored input-major (`w1[p]` holds pixel p's weights) because a binary difference
-    frame has ~10-60 non-zero pixels of 6400: the hidden layer is the signed sum of those pixels' rows
-    (`F.embedding_bag`), the same function as `relu(x @ w1)` (tested) at a fraction of the cost, and
-    so is its gradient, which only touches those rows."""
+    """The seed's network: 6400 -> 200 ReLU -> 1 logit of P(UP), no biases, its "Xavier" initialisation. W1 is
+    stored input-major (`w1[p]`: pixel p's weights) and computed from the few dozen non-zero pixels of a difference
+    frame only (`F.embedding_bag`): the same function and gradient as `relu(x @ w1)` (tested), at a fraction of the
+    cost."""
 
     def __init__(self, hidden: int = 200):
         super().__init__()
@@ -261,6 +216,13 @@ class Policy(nn.Module):
         h = F.embedding_bag(cols, self.w1, counts.cumsum(0) - counts, mode="sum",
                             per_sample_weights=x[rows, cols].to(self.w1.dtype))
         return F.relu(h) @ self.w2
+
+
+def act(model: Policy, x: np.ndarray, rng: np.random.Generator, device: torch.device = torch.device("cpu")):
+    """Sample UP (True) or DOWN for each difference frame, UP with probability sigmoid(logit); and the logits."""
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(x).to(device)).cpu()
+    return rng.random(len(x)) < torch.sigmoid(logits).numpy(), logits
 
 
 def log_prob(logits: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -281,7 +243,7 @@ def load_weights(model: nn.Module, weights: dict) -> None:
     model.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in weights.items()})
 
 
-# ---------------------------------------------------------------------------- returns and loss
+# ---------------------------------------------------------------------------- rollout: the Ray actor
 def discount_rewards(rewards: np.ndarray, gamma: float) -> np.ndarray:
     """Karpathy's discounted return; the running sum restarts at every non-zero reward (a Pong point boundary)."""
     out = np.zeros(len(rewards), np.float64)
@@ -307,6 +269,94 @@ def combine_stats(stats: list[tuple[int, float, float]]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+class Worker:
+    """Owns `num_envs` games; plays them with the weights it is sent and computes PPO gradients of its own data.
+    A plain class: `WorkerPool` turns it into a Ray actor, tests use it directly."""
+
+    def __init__(self, index: int, game: str, sticky: float, frameskip: int, num_envs: int, num_steps: int,
+                 gamma: float, clip_coef: float, ent_coef: float):
+        torch.set_num_threads(1)
+        self.index, self.num_envs, self.num_steps, self.gamma = index, num_envs, num_steps, gamma
+        self.clip_coef, self.ent_coef = clip_coef, ent_coef
+        self.envs = make_env(game, sticky, frameskip, num_envs, num_threads=1)
+        self.model = Policy()
+        self.obs = None  # games start at the first rollout, seeded by the learner
+        self.batch = None
+        self.order = None  # this batch's samples in the current epoch's order; dealt out at each minibatch 0
+
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "host": socket.gethostname()}
+
+    def _start(self, seed: int) -> None:
+        seq = np.random.SeedSequence([seed, self.index])
+        self.obs, _ = self.envs.reset(seed=(seq.generate_state(self.num_envs) & 0x7FFFFFFF).astype(np.int64))
+        self.rng = np.random.default_rng(seq.spawn(1)[0])
+        self.frames, self.prev_done = DifferenceFrames(self.num_envs), np.ones(self.num_envs, bool)
+        self.ep_return, self.ep_length = np.zeros(self.num_envs), np.zeros(self.num_envs, np.int64)
+        self.pending = [[] for _ in range(self.num_envs)]  # per game: (x, up, logp, reward) of its point so far
+
+    def rollout(self, weights: dict, seed: int) -> dict:
+        """Play `num_steps` steps per game; keep the samples of the points that ended; report counts and episodes
+        (each as the step of this round that ended it, its return and length)."""
+        load_weights(self.model, weights)
+        if self.obs is None:
+            self._start(seed)
+        ready, returns, episodes = [], [], []
+        for t in range(self.num_steps):
+            x = self.frames(self.obs[:, 0], self.prev_done)  # SameStep autoreset: after a done, a new game's frame
+            up, logits = act(self.model, x, self.rng)
+            logp = log_prob(logits, torch.from_numpy(up)).numpy()
+            self.obs, reward, terminated, truncated, _ = self.envs.step(np.where(up, UP, DOWN))
+            self.prev_done = terminated | truncated
+            self.ep_return += reward
+            self.ep_length += 1
+            for e in range(self.num_envs):
+                self.pending[e].append((x[e], up[e], logp[e], reward[e]))
+                if reward[e] != 0 or self.prev_done[e]:  # the point is over: its returns are known
+                    returns.append(discount_rewards(np.array([s[3] for s in self.pending[e]]), self.gamma))
+                    ready += self.pending[e]
+                    self.pending[e] = []
+                if self.prev_done[e]:
+                    episodes.append((t, float(self.ep_return[e]), int(self.ep_length[e])))
+                    self.ep_return[e], self.ep_length[e] = 0.0, 0
+        self.order = None
+        self.batch = None if not ready else {
+            "x": np.stack([s[0] for s in ready]), "up": np.array([s[1] for s in ready], bool),
+            "logp": np.array([s[2] for s in ready], np.float32), "returns": np.concatenate(returns)}
+        return {"pid": os.getpid(), "steps": self.num_steps * self.num_envs, "episodes": episodes,
+                "stats": return_stats(self.batch["returns"] if ready else np.zeros(0)),
+                "pending": sum(len(p) for p in self.pending)}
+
+    def gradient(self, weights: dict, adv_mean: float, adv_std: float, minibatch: int = 0,
+                 num_minibatches: int = 1) -> dict:
+        """The PPO-clip gradient of one minibatch of this worker's batch at the given weights (n = 0: it holds none).
+
+        Minibatch 0 of an epoch deals the batch out afresh in a random order; minibatches 0..num_minibatches-1
+        then cover every sample once, as in CleanRL's shuffled minibatches, but each actor's share stays local."""
+        if self.batch is None:
+            return {"pid": os.getpid(), "n": 0}
+        if minibatch == 0:
+            self.order = self.rng.permutation(len(self.batch["x"]))
+        elif self.order is None:
+            raise RuntimeError("gradient: minibatch 0 of an epoch must come first, to deal the batch out")
+        idx = np.array_split(self.order, num_minibatches)[minibatch]
+        if len(idx) == 0:
+            return {"pid": os.getpid(), "n": 0}
+        load_weights(self.model, weights)
+        part = {k: v[idx] for k, v in self.batch.items()}
+        return {"pid": os.getpid(), **batch_gradient(self.model, part, adv_mean, adv_std, self.clip_coef,
+                                                      self.ent_coef)}
+
+
+def round_episodes(answers: dict[int, dict], step_before: int, num_envs: int) -> list[tuple[int, float, int]]:
+    """The episodes a rollout round finished, in the order they ended, each with the agent step it ended at: all
+    games step together, so the round's t-th step ends at `step_before` + (t + 1) x the games that played."""
+    games = num_envs * len(answers)
+    return [(step_before + (t + 1) * games, ep_return, ep_length) for t, _, ep_return, ep_length in
+            sorted((t, i, r, n) for i, a in answers.items() for t, r, n in a["episodes"])]
+
+
+# ---------------------------------------------------------------------------- learning
 def ppo_loss(model: nn.Module, x: torch.Tensor, up: torch.Tensor, behaviour_logp: torch.Tensor,
              advantages: torch.Tensor, clip_coef: float, ent_coef: float):
     """Per-sample PPO-clip loss (surrogate minus entropy bonus) and its per-sample parts for logging."""
@@ -360,289 +410,105 @@ def learner_step(model: nn.Module, optimizer: torch.optim.Optimizer, grads: dict
     return float(grad_norm)
 
 
-# ---------------------------------------------------------------------------- the Ray actor
-class Worker:
-    """Owns `num_envs` games; plays them with the weights it is sent and computes PPO gradients of its own data.
-
-    A plain class: `main` turns it into a Ray actor, tests use it directly."""
-
-    def __init__(self, index: int, game: str, repeat_action_probability: float, frameskip: int, num_envs: int,
-                 num_steps: int, gamma: float, clip_coef: float, ent_coef: float):
-        torch.set_num_threads(1)
-        self.index, self.num_envs, self.num_steps, self.gamma = index, num_envs, num_steps, gamma
-        self.clip_coef, self.ent_coef = clip_coef, ent_coef
-        self.envs = make_env(game, repeat_action_probability, frameskip, num_envs, num_threads=1)
-        self.model = Policy()
-        self.obs = None  # games start at the first rollout, seeded by the learner
-        self.batch = None
-        self.order = None  # this batch's samples in the current epoch's order; dealt out at each minibatch 0
-
-    def info(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname()}
-
-    def _start(self, seed: int) -> None:
-        seq = np.random.SeedSequence([seed, self.index])
-        env_seeds = (seq.generate_state(self.num_envs) & 0x7FFFFFFF).astype(np.int64)
-        self.obs, _ = self.envs.reset(seed=env_seeds)
-        self.rng = np.random.default_rng(seq.spawn(1)[0])
-        self.prev = np.zeros((self.num_envs, D), np.uint8)
-        self.fresh = np.ones(self.num_envs, bool)  # next step is an episode's first: difference frame 0
-        self.ep_return = np.zeros(self.num_envs)
-        self.ep_length = np.zeros(self.num_envs, np.int64)
-        self.pending = [{"x": [], "up": [], "logp": [], "r": []} for _ in range(self.num_envs)]
-
-    def rollout(self, weights: dict, seed: int) -> dict:
-        """Play `num_steps` steps per game; keep the samples of the points that ended; report counts and episodes."""
-        load_weights(self.model, weights)
-        if self.obs is None:
-            self._start(seed)
-        ready = {"x": [], "up": [], "logp": [], "returns": []}
-        episodes = []
-        for t in range(self.num_steps):
-            cur = preprocess(self.obs[:, 0])
-            x = cur.astype(np.int8) - self.prev.astype(np.int8)
-            x[self.fresh] = 0
-            self.prev, self.fresh = cur, np.zeros(self.num_envs, bool)
-            with torch.inference_mode():
-                logits = self.model(torch.from_numpy(x))
-                p_up = torch.sigmoid(logits).numpy()
-                up = self.rng.random(self.num_envs) < p_up
-                logp = log_prob(logits, torch.from_numpy(up)).numpy()
-            self.obs, reward, terminated, truncated, _ = self.envs.step(np.where(up, UP, DOWN))
-            done = terminated | truncated
-            self.ep_return += reward
-            self.ep_length += 1
-            for e in range(self.num_envs):
-                seg = self.pending[e]
-                seg["x"].append(x[e])
-                seg["up"].append(up[e])
-                seg["logp"].append(logp[e])
-                seg["r"].append(reward[e])
-                if reward[e] != 0 or done[e]:  # the point is over: its returns are known
-                    ready["returns"].append(discount_rewards(np.array(seg["r"]), self.gamma))
-                    for k in ("x", "up", "logp"):
-                        ready[k].extend(seg[k])
-                    self.pending[e] = {"x": [], "up": [], "logp": [], "r": []}
-                if done[e]:
-                    episodes.append((t, float(self.ep_return[e]), int(self.ep_length[e])))
-                    self.ep_return[e], self.ep_length[e] = 0.0, 0
-            self.fresh = done.copy()
-        n = len(ready["x"])
-        self.order = None
-        self.batch = None if n == 0 else {
-            "x": np.stack(ready["x"]), "up": np.array(ready["up"], bool),
-            "logp": np.array(ready["logp"], np.float32), "returns": np.concatenate(ready["returns"])}
-        count, total, squares = return_stats(self.batch["returns"] if n else np.zeros(0))
-        return {"pid": os.getpid(), "steps": self.num_steps * self.num_envs, "episodes": episodes,
-                "stats": (count, total, squares), "pending": sum(len(s["x"]) for s in self.pending)}
-
-    def gradient(self, weights: dict, adv_mean: float, adv_std: float, minibatch: int = 0,
-                 num_minibatches: int = 1) -> dict:
-        """The PPO-clip gradient of one minibatch of this worker's batch at the given weights (n = 0: it holds none).
-
-        Minibatch 0 of an epoch deals the batch out afresh in a random order; minibatches 0..num_minibatches-1
-        then cover every sample once, as in CleanRL's shuffled minibatches, but each actor's share stays local."""
-        if self.batch is None:
-            return {"pid": os.getpid(), "n": 0}
-        if minibatch == 0:
-            self.order = self.rng.permutation(len(self.batch["x"]))
-        elif self.order is None:
-            raise RuntimeError("gradient: minibatch 0 of an epoch must come first, to deal the batch out")
-        idx = np.array_split(self.order, num_minibatches)[minibatch]
-        if len(idx) == 0:
-            return {"pid": os.getpid(), "n": 0}
-        load_weights(self.model, weights)
-        part = {k: v[idx] for k, v in self.batch.items()}
-        return {"pid": os.getpid(), **batch_gradient(self.model, part, adv_mean, adv_std, self.clip_coef,
-                                                      self.ent_coef)}
+def ppo_update(args: Args, model: Policy, optimizer: torch.optim.Optimizer, pool: WorkerPool, answers: dict,
+               weights_ref, global_step: int) -> dict:
+    """`--update-epochs` x `--num-minibatches` gradient rounds, each worker on a minibatch of its own samples, each
+    followed by a learner step; a signal ends them early (the model and optimizer stay consistent). Returns the
+    scalars to log: the last round's losses, the mean clip fraction, the number of learner steps."""
+    stats = [a["stats"] for a in answers.values() if a["stats"][0] > 0]
+    holders = [i for i, a in answers.items() if a["stats"][0] > 0]
+    if not stats:
+        return {"charts/gradient_steps": 0}
+    adv_mean, adv_std = combine_stats(stats) if args.norm_adv else (0.0, 1.0)
+    means, clipfracs, grad_norm = None, [], math.nan
+    for epoch, minibatch in np.ndindex(args.update_epochs, args.num_minibatches):
+        if pool.stop_signal:
+            break
+        if epoch + minibatch > 0:
+            weights_ref = ray.put(weights_numpy(model))
+        results = pool.round(global_step, "gradient", holders, weights_ref, adv_mean, adv_std, minibatch,
+                             args.num_minibatches)
+        holders = [i for i in holders if i in results]  # a worker that died lost its batch
+        if not holders:
+            break
+        answered = [results[i] for i in holders if results[i]["n"] > 0]
+        if answered:  # none: every worker holds fewer samples than minibatches; the next one has some
+            grads, means, _ = average_gradients(answered)
+            grad_norm = learner_step(model, optimizer, grads, args.max_grad_norm)
+            clipfracs.append(means["clipfrac"])
+        last_of_epoch = minibatch == args.num_minibatches - 1
+        if last_of_epoch and args.target_kl is not None and means and means["approx_kl"] > args.target_kl:
+            break  # as CleanRL: checked once per epoch
+    if means is None:
+        return {"charts/gradient_steps": 0}
+    return {"charts/gradient_steps": len(clipfracs), "charts/batch_samples": sum(s[0] for s in stats),
+            **{f"losses/{k}": means[k] for k in ("policy_loss", "entropy", "old_approx_kl", "approx_kl")},
+            "losses/clipfrac": float(np.mean(clipfracs)), "losses/grad_norm": grad_norm}
 
 
-# ---------------------------------------------------------------------------- evaluation
-def evaluate(model: Policy, env_id: str, sticky: float, frameskip: int, episodes: int, seed: int, device: torch.device,
-             video_dir: Optional[Path] = None) -> list[float]:
-    """Play `episodes` full games, sampling actions as in training; each game plays its fixed share of episodes."""
-    num_envs = min(episodes, 16)
-    quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
-    envs = make_env(ale_game(env_id)["game"], sticky, frameskip=frameskip, num_envs=num_envs, num_threads=0)
-    obs, _ = envs.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    prev = np.zeros((num_envs, D), np.uint8)
-    fresh = np.ones(num_envs, bool)
-    returns, ep_return = [], np.zeros(num_envs)
-    model.eval()
-    while (quota > 0).any():
-        cur = preprocess(obs[:, 0])
-        x = cur.astype(np.int8) - prev.astype(np.int8)
-        x[fresh] = 0
-        prev = cur
-        with torch.inference_mode():
-            p_up = torch.sigmoid(model(torch.from_numpy(x).to(device))).cpu().numpy()
-        obs, reward, terminated, truncated, _ = envs.step(np.where(rng.random(num_envs) < p_up, UP, DOWN))
-        ep_return += reward
-        fresh = terminated | truncated
-        for e in np.flatnonzero(fresh & (quota > 0)):
-            returns.append(float(ep_return[e]))
-            quota[e] -= 1
-        ep_return[fresh] = 0.0
-    envs.close()
-    if video_dir is not None:
-        record_video(model, env_id, frameskip, seed, device, video_dir)
-    model.train()
-    return returns
-
-
-def record_video(model: Policy, env_id: str, frameskip: int, seed: int, device: torch.device,
-                 video_dir: Path) -> None:
-    """One episode in a rendering Gymnasium env with the same preprocessing, written as MP4 with OpenCV."""
-    import cv2
-
-    env = gym.make(env_id, render_mode="rgb_array", frameskip=frameskip)
-    video_dir.mkdir(parents=True, exist_ok=True)
-    obs, _ = env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    frame = env.render()
-    writer = cv2.VideoWriter(str(video_dir / "eval-episode-0.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15,
-                             (frame.shape[1], frame.shape[0]))
-    prev, done = None, False
-    while not done:
-        writer.write(cv2.cvtColor(env.render(), cv2.COLOR_RGB2BGR))
-        cur = preprocess(np.asarray(obs))
-        x = np.zeros(D, np.int8) if prev is None else cur.astype(np.int8) - prev.astype(np.int8)
-        prev = cur
-        with torch.inference_mode():
-            p_up = float(torch.sigmoid(model(torch.from_numpy(x)[None].to(device))))
-        obs, _, terminated, truncated, _ = env.step(UP if rng.random() < p_up else DOWN)
-        done = terminated or truncated
-    writer.release()
-    env.close()
-
-
-def write_eval(run_dir: Path, returns: list[float], checkpoint: str, env_id: str, sticky: float) -> dict:
-    report = {"env_id": env_id, "sticky": sticky, "episodes": len(returns), "mean": float(np.mean(returns)),
-              "std": float(np.std(returns)), "min": float(np.min(returns)), "max": float(np.max(returns)),
-              "returns": returns, "checkpoint": checkpoint}
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
-
-# ---------------------------------------------------------------------------- run plumbing
-def fail(message: str, code: int = 2) -> None:
-    print(f"{SCRIPT}.py: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
-    """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoint.pt"
-    if not p.is_file():
-        raise BadInput(f"{flag} {path!r}: no such checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:
-        raise BadInput(f"{flag} {path!r}: not a readable torch checkpoint (truncated, or written by "
-                       "another script)") from None
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        other = ckpt.get("script") if isinstance(ckpt, dict) else None
-        raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
-    if "fc1.weight" in ckpt.get("model", {}):
-        raise BadInput(f"{flag} {path!r}: written by an older ppo_ray.py (dense fc1/fc2 layout); retrain, or "
-                       "load it with that version")
-    if flag == "--resume" and "optimizer" not in ckpt:
-        raise BadInput(f"{flag} {path!r}: holds weights only (final_model.pt); resume from checkpoint.pt")
-    return ckpt, p
-
-
-def resume_command(run_dir: Path) -> str:
-    """How to continue this run: a resume takes the run's saved settings as its defaults (`saved_settings`)."""
-    return f"python {SCRIPT}.py --resume {shlex.quote(str(run_dir))}"
-
-
-def saved_settings(argv: list[str]) -> list[str]:
-    """With `--resume`, the run's own settings (its args.json) as flags to put before the command line's: a
-    resume continues the run as it was started, a flag given beside `--resume` still wins (the last one
-    does), and tyro checks the saved values as it checks typed ones."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--resume="):
-            path = Path(arg.split("=", 1)[1])
-        elif arg == "--resume" and i + 1 < len(argv):
-            path = Path(argv[i + 1])
-        else:
+# ---------------------------------------------------------------------------- training loop
+def train(args: Args, model: Policy, optimizer: torch.optim.Optimizer, lr_schedule: LinearSchedule, run: RunLog,
+          pool: WorkerPool, global_step: int, iteration: int) -> tuple[int, int]:
+    """A rollout round, its episodes, the gradient rounds; until the run stops or no worker is left.
+    Returns the agent steps and iterations reached."""
+    while run.going(global_step) and pool.alive:
+        iteration += 1
+        lr = lr_schedule(global_step)
+        optimizer.param_groups[0]["lr"] = lr
+        # ALGO LOGIC: the rollout round: the weights go out once, every worker plays `--num-steps` per game
+        t0 = time.time()
+        weights_ref = ray.put(weights_numpy(model))
+        answers = pool.round(global_step, "rollout", list(pool.alive), weights_ref, args.seed + global_step)
+        step_before, global_step = global_step, global_step + sum(a["steps"] for a in answers.values())
+        for step, episodic_return, episodic_length in round_episodes(answers, step_before, args.num_envs):
+            run.episode_done(step, episodic_return, episodic_length)  # TRY NOT TO MODIFY: progress.csv, TensorBoard
+        rollout_s, t0 = time.time() - t0, time.time()
+        if not answers:  # every worker is restarting, or a second signal abandoned the round
+            time.sleep(0.5)
             continue
-        saved_at = (path if path.is_dir() else path.parent) / "args.json"
-        try:
-            saved = json.loads(saved_at.read_text())
-        except (OSError, ValueError):
-            return []  # `main` says so once the checkpoint itself has loaded
-        tokens = []
-        for f in fields(Args):
-            if f.name in ("resume", "eval_checkpoint", "run_dir") or f.name not in saved:
-                continue
-            flag, value = "--" + f.name.replace("_", "-"), saved[f.name]
-            if isinstance(value, bool):
-                tokens.append(flag if value else "--no-" + flag[2:])
-            else:
-                tokens += [flag, "None" if value is None else str(value)]
-        return tokens
-    return []
+
+        # ALGO LOGIC: the gradient rounds and learner steps on the workers' samples
+        scalars = ppo_update(args, model, optimizer, pool, answers, weights_ref, global_step)
+
+        # TRY NOT TO MODIFY: logging, checkpoints, the progress line
+        run.log(global_step, {"charts/SPS": run.sps(global_step), "charts/learning_rate": lr, **scalars,
+                              "charts/worker_failures": pool.failures, "charts/workers": len(answers),
+                              "charts/rollout_time_s": rollout_s, "charts/update_time_s": time.time() - t0,
+                              "charts/pending_steps": sum(a["pending"] for a in answers.values())})
+        if run.checkpoint_due(global_step):
+            save_checkpoint(args, model, optimizer, lr_schedule, run, pool, global_step, iteration)
+        run.show(global_step, f" | workers {len(answers)}/{args.num_workers}"
+                 + (f" | failures {pool.failures}" if pool.failures else ""))
+    return global_step, iteration
 
 
-@dataclass
-class LinearSchedule:
-    """A value that moves linearly from `start_value` at agent step `start_step` to `end_value` at `end_step`,
-    then stays there (epsilon, an annealed learning rate). Saved in the checkpoint, so a resume continues it."""
-    start_step: int
-    start_value: float
-    end_step: float
-    end_value: float
-
-    def __call__(self, step: int) -> float:
-        if step >= self.end_step:
-            return self.end_value
-        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
-            self.end_step - self.start_step)
-
-    def resumed(self, step: int, old_total: int, new_total: int) -> LinearSchedule:
-        """The schedule a resume at `step` with a new `--total-timesteps` follows: it starts from the value
-        reached and stretches (or squeezes) what remains in proportion to the steps left, so it never jumps;
-        a finished schedule stays finished."""
-        if step >= self.end_step or new_total == old_total:
-            return self
-        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
-        return LinearSchedule(step, self(step), end, self.end_value)
-
-    def describe(self, name: str, step: int) -> str:
-        if step >= self.end_step:
-            return f"{name} schedule finished: stays at {self.end_value:.4g}"
-        return f"{name} schedule: {self(step):.4g} at step {step:,}, {self.end_value:.4g} at step {self.end_step:,.0f}"
-
-
+# ---------------------------------------------------------------------------- checkpoints and evaluation
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-class Progress:
-    """One live line on a terminal; plain lines every `every_s` seconds otherwise (CI, nohup)."""
+def save_checkpoint(args: Args, model: Policy, optimizer: torch.optim.Optimizer, lr_schedule: LinearSchedule,
+                    run: RunLog, pool: WorkerPool, global_step: int, iteration: int) -> None:
+    save_atomic({"script": SCRIPT, "args": asdict(args), "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "global_step": global_step, "iteration": iteration,
+                 "worker_failures": pool.failures, "lr_schedule": asdict(lr_schedule), **run.state(),
+                 "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}, run.run_dir / CHECKPOINT)
 
-    def __init__(self, total: int, every_s: float = 30.0):
-        self.total, self.tty, self.every_s, self.last = total, sys.stdout.isatty(), every_s, 0.0
 
-    def update(self, step: int, sps: float, recent_return: float, extra: str = "", force: bool = False):
-        now = time.time()
-        if not force and now - self.last < (0.5 if self.tty else self.every_s):
-            return
-        self.last = now
-        pct = 100.0 * step / self.total
-        line = (f"step {step:,}/{self.total:,} ({pct:5.1f}%) | {sps:6.0f} SPS | "
-                f"mean-100 return {recent_return:6.2f}{extra}")
-        print(("\r" + line + "   ") if self.tty else line, end="" if self.tty else "\n", flush=True)
-
-    def close(self):
-        if self.tty:
-            print()
+def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
+    """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
+    ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
+    checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
+    if "fc1.weight" in ckpt.get("model", {}):
+        raise BadInput(f"{flag} {path!r}: written by an older ppo_ray.py (dense fc1/fc2 layout); retrain, or "
+                       "load it with that version")
+    if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
+        a = ckpt["args"]
+        ckpt["lr_schedule"] = asdict(LinearSchedule(0, a["learning_rate"], a["total_timesteps"] if a["anneal_lr"]
+                                                    else 0, 0.0 if a["anneal_lr"] else a["learning_rate"]))
+    return ckpt, p
 
 
 def pick_device(want_cuda: bool) -> torch.device:
@@ -651,8 +517,97 @@ def pick_device(want_cuda: bool) -> torch.device:
     return torch.device("cuda" if want_cuda and torch.cuda.is_available() else "cpu")
 
 
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def evaluate_checkpoint(args: Args, device: torch.device) -> None:
+    """`--eval-checkpoint`: play the saved weights on the env they were trained on."""
+    ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
+    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip")}})
+    model = Policy().to(device)
+    model.load_state_dict(ckpt["model"])
+    evaluate_and_report(model, trained, new_run_dir(args, trained.env_id, "-eval"), path, device)
+
+
+def evaluate_and_report(model: Policy, args: Args, out_dir: Path, checkpoint: Path, device: torch.device) -> dict:
+    """`--eval-episodes` games after training or for `--eval-checkpoint`, on `--eval-sticky` or the env's own."""
+    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+    returns = evaluate(model, args, sticky, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, device,
+                       out_dir / "videos" if args.capture_video else None)
+    return report_eval(out_dir, returns, checkpoint, args.env_id, sticky)
+
+
+def evaluate(model: Policy, args: Args, sticky: float, episodes: int, seed: int, device: torch.device,
+             video_dir: Optional[Path] = None) -> list[float]:
+    """Play `episodes` full games, sampling actions as in training; each game plays its fixed share of episodes."""
+    num_envs = min(episodes, 16)
+    quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
+    envs = make_env(ale_game(args.env_id)["game"], sticky, args.frameskip, num_envs, num_threads=0)
+    obs, _ = envs.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    frames, prev_done = DifferenceFrames(num_envs), np.ones(num_envs, bool)
+    returns, ep_return = [], np.zeros(num_envs)
+    model.eval()
+    while (quota > 0).any():
+        up, _ = act(model, frames(obs[:, 0], prev_done), rng, device)
+        obs, reward, terminated, truncated, _ = envs.step(np.where(up, UP, DOWN))
+        ep_return += reward
+        prev_done = terminated | truncated  # SameStep autoreset: `obs` already shows the next game's first frame
+        for e in np.flatnonzero(prev_done & (quota > 0)):
+            returns.append(float(ep_return[e]))
+            quota[e] -= 1
+        ep_return[prev_done] = 0.0
+    envs.close()
+    if video_dir is not None:
+        record_video(model, args, seed, device, video_dir)
+    model.train()
+    return returns
+
+
+def record_video(model: Policy, args: Args, seed: int, device: torch.device, video_dir: Path) -> None:
+    """One episode in a rendering Gymnasium env with the same preprocessing, written as MP4 with OpenCV."""
+    import cv2
+
+    env = gym.make(args.env_id, render_mode="rgb_array", frameskip=args.frameskip)
+    video_dir.mkdir(parents=True, exist_ok=True)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    frame = env.render()
+    writer = cv2.VideoWriter(str(video_dir / "eval-episode-0.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15,
+                             (frame.shape[1], frame.shape[0]))
+    frames, new_episode, done = DifferenceFrames(1), np.ones(1, bool), False
+    while not done:
+        writer.write(cv2.cvtColor(env.render(), cv2.COLOR_RGB2BGR))
+        up, _ = act(model, frames(obs[None], new_episode), rng, device)
+        obs, _, terminated, truncated, _ = env.step(UP if up[0] else DOWN)
+        new_episode[0], done = False, terminated or truncated
+    writer.release()
+    env.close()
+
+
+# ---------------------------------------------------------------------------- Ray: the cluster and the workers
+def start_ray(args: Args) -> list[int]:
+    """A private local Ray sized to the workers, or the cluster at `--ray-address`, once the workers are known to
+    fit its CPUs. Ray's processes start with SIGINT ignored, so a terminal's Ctrl-C (sent to the whole process
+    group) reaches only this driver. Returns the list in which Ctrl-C and SIGTERM note themselves from then on."""
+    cpus = args.num_workers * args.cpus_per_worker
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if args.ray_address:
+        check_reachable(args.ray_address)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if args.ray_address:
+            join_cluster(args.ray_address)
+        elif cpus <= usable:  # else refused below, without starting Ray
+            ray.init(address="local", num_cpus=max(1, math.ceil(cpus)), num_gpus=0, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR,
+                     object_store_memory=(100 + 20 * args.num_workers) * 1024 ** 2)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    have, where = (ray.cluster_resources().get("CPU", 0), "the Ray cluster") if args.ray_address else \
+        (usable, "this machine")
+    if cpus > have:
+        raise BadInput(f"--num-workers {args.num_workers}: needs {cpus:g} CPUs at --cpus-per-worker "
+                       f"{args.cpus_per_worker:g}, {where} has {have:g}; use fewer workers, a smaller "
+                       "--cpus-per-worker, or --ray-address of a bigger cluster")
+    return catch_stop_signals()
 
 
 def check_reachable(address: str) -> None:
@@ -672,12 +627,9 @@ def check_reachable(address: str) -> None:
 
 
 def join_cluster(address: str) -> None:
-    """`ray.init` on a running cluster, with its connection retries' log lines kept off stderr unless it fails.
-
-    `ray start --head` turns token authentication on when its machine holds a token, but `ray.init` with an
-    explicit address does not: like `ray start`, use token mode when RAY_AUTH_MODE is unset and a token is
-    at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token); a cluster without authentication ignores it.
-    Ray has no public call for this, hence its private helper, where this Ray version has it."""
+    """`ray.init` on a running cluster, its connection retries' log lines kept off stderr unless it fails. As `ray
+    start --head` (not `ray.init`) does, use token authentication when a token is at hand (RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token): Ray has no public call for this, hence its private helper."""
     try:
         from ray._private.authentication.authentication_token_setup import \
             maybe_enable_token_auth_if_token_available as use_token_if_any
@@ -706,380 +658,435 @@ def join_cluster(address: str) -> None:
     raise BadInput(f"--ray-address {address!r}: could not join a Ray cluster there: {first}")
 
 
-class HardStop(Exception):
-    """A second Ctrl-C/SIGTERM: stop waiting for the round in flight."""
+class WorkerPool:
+    """The Ray actors and what becomes of them. Ray restarts a dead one (`max_restarts`); with `max_task_retries=0`
+    a call to it fails (RayActorError; ActorUnavailableError while Ray restarts it) rather than being replayed. A
+    round goes on with the answers that arrived; the worker is called again each round until it answers (a
+    restarted one plays fresh games). Out of restarts, or not back `give_up_s` after its death: dropped. Deaths,
+    restarts and drops are printed, logged to `workers.csv` and counted in `charts/worker_failures`."""
 
+    give_up_s = 600.0  # a worker not back this long after its death is dropped (its node is gone, say)
 
-class NoWorkersLeft(Exception):
-    """No worker is left: all died more often than `--max-restarts` or never came back."""
+    def __init__(self, args: Args, stop_signal: list[int], failures: int):
+        game = ale_game(args.env_id)
+        actor = ray.remote(num_cpus=args.cpus_per_worker, max_restarts=args.max_restarts, max_task_retries=0)(Worker)
+        self.workers = [actor.remote(i, game["game"], game["repeat_action_probability"], args.frameskip,
+                                     args.num_envs, args.num_steps, args.gamma, args.clip_coef, args.ent_coef)
+                        for i in range(args.num_workers)]
+        self.args, self.stop_signal, self.failures = args, stop_signal, failures
+        self.alive, self.deaths = list(range(args.num_workers)), [0] * args.num_workers
+        self.pids: dict[int, int] = {}
+        self.down: dict[int, float] = {}  # worker -> when it died; calls to it fail fast while Ray restarts it
+        self.events: list[tuple] = []  # workers.csv rows, written once the run dir exists
+        self.run, self.file, self.step = None, None, 0
+
+    def start(self, global_step: int) -> None:
+        """Wait until every worker has answered once (logging its PID and host), or a signal came."""
+        waited = time.time()
+        while not self.stop_signal and any(i not in self.pids for i in self.alive):
+            self.round(global_step, "info", [i for i in self.alive if i not in self.pids])
+            if any(i not in self.pids for i in self.alive):
+                time.sleep(0.5)
+                if time.time() - waited > 60:
+                    print(f"still waiting for {sum(i not in self.pids for i in self.alive)} workers to start (are "
+                          "the cluster's CPUs busy?)", file=sys.stderr, flush=True)
+                    waited = time.time()
+        self.exit_if_gone()
+
+    def round(self, global_step: int, method: str, targets: list[int], *call_args) -> dict[int, dict]:
+        """Call `method` on each target worker; the answers that arrived, by worker. A second signal abandons it."""
+        self.step = global_step
+        refs = {getattr(self.workers[i], method).remote(*call_args): i for i in targets}
+        pending, answers = list(refs), {}
+        while pending:
+            if len(self.stop_signal) >= 2:
+                print("second signal: the round in flight is abandoned", file=sys.stderr, flush=True)
+                return {}
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.2)
+            for ref in ready:
+                i = refs[ref]
+                try:
+                    answers[i] = ray.get(ref)
+                    self.answered(i, answers[i])
+                except ray.exceptions.RayActorError as e:
+                    self.failed(i, method, e)
+        return dict(sorted(answers.items()))
+
+    def answered(self, i: int, answer: dict) -> None:
+        if i in self.down:
+            del self.down[i]
+            restarted = answer["pid"] != self.pids.get(i)
+            print(f"worker {i} restarted: pid {answer['pid']} (was {self.pids.get(i)}), fresh games, current weights"
+                  if restarted else f"worker {i} answers again (pid {answer['pid']})", flush=True)
+            self.event(i, answer["pid"], answer.get("host", ""), "restarted" if restarted else "back")
+        elif i not in self.pids:
+            print(f"worker {i}: pid {answer['pid']} on {answer['host']}, {self.args.num_envs} games", flush=True)
+            self.event(i, answer["pid"], answer["host"], "started")
+        self.pids[i] = answer["pid"]
+
+    def failed(self, i: int, method: str, error: Exception) -> None:
+        if i in self.down:  # still restarting
+            if time.time() - self.down[i] > self.give_up_s:
+                self.drop(i, f"not back {self.give_up_s:.0f} s after it died")
+            return
+        self.failures += 1
+        self.deaths[i] += 1
+        self.down[i] = time.time()
+        print(f"worker {i} (pid {self.pids.get(i)}) died during {method} at step {self.step:,} "
+              f"({type(error).__name__}); this round goes on with the workers that answered", flush=True)
+        self.event(i, self.pids.get(i), "", "died")
+        if self.run is not None:
+            self.run.log(self.step, {"charts/worker_failures": self.failures})
+        if 0 <= self.args.max_restarts < self.deaths[i]:
+            self.drop(i, f"out of restarts (--max-restarts {self.args.max_restarts})")
+
+    def drop(self, i: int, why: str) -> None:
+        self.alive.remove(i)
+        self.down.pop(i, None)
+        self.gone = f"all {self.args.num_workers} workers are gone ({why})"
+        print(f"worker {i} dropped: {why}; {len(self.alive)} workers left", flush=True)
+        self.event(i, self.pids.get(i), "", "dropped")
+
+    def event(self, i: int, pid: Optional[int], host: str, what: str) -> None:
+        self.events.append((self.step, i, pid, host, what))
+        self.write_events()
+
+    def write_events(self) -> None:
+        if self.file is not None:
+            self.csv.writerows(self.events)
+            self.events.clear()
+            self.file.flush()
+
+    def log_to(self, run: RunLog) -> None:
+        """From now on: `workers.csv` in the run dir (appended to on a resume), failures in TensorBoard too."""
+        path = run.run_dir / "workers.csv"
+        self.run, self.file = run, open(path, "a", newline="")
+        self.csv = csv.writer(self.file)
+        if path.stat().st_size == 0:
+            self.csv.writerow(["global_step", "worker", "pid", "host", "event"])
+        self.write_events()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def exit_if_gone(self, run: Optional[RunLog] = None, global_step: int = 0) -> None:
+        """No worker left (all died more often than `--max-restarts` or never came back): one line, exit 1."""
+        if self.alive:
+            return
+        resume = ""
+        if run is not None:  # after the checkpoint
+            run.writer.close()
+            resume = (f"; checkpoint written at step {global_step:,}. Resume with: python {SCRIPT}.py --resume "
+                      f"{shlex.quote(str(run.run_dir))}")
+        print(f"{SCRIPT}.py: error: {self.gone}{resume}", file=sys.stderr)
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------------------- main
 def main(args: Args) -> None:
     check_args(args)
     device = pick_device(args.cuda)
-
     if args.eval_checkpoint is not None:
-        ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
-        env_id, frameskip = ckpt["args"]["env_id"], ckpt["args"]["frameskip"]
-        sticky = ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
-        model = Policy().to(device)
-        model.load_state_dict(ckpt["model"])
-        out_dir = Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}-eval__{args.seed}__"
-                                       f"{int(time.time())}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        returns = evaluate(model, env_id, sticky, frameskip, args.eval_episodes, args.seed + 10_000, device,
-                           out_dir / "videos" if args.capture_video else None)
-        report = write_eval(out_dir, returns, str(path), env_id, sticky)
-        print(f"eval {path}: {report['episodes']} episodes of {env_id} (sticky actions {sticky:g}), return "
-              f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f})"
-              f" -> {out_dir / 'eval.json'}")
-        return
-
-    ckpt = None
-    if args.resume is not None:
-        ckpt, path = load_checkpoint(args.resume, "--resume")
-        for flag in ("env_id", "frameskip"):
-            if ckpt["args"][flag] != getattr(args, flag):
-                raise BadInput(f"--{flag.replace('_', '-')} {getattr(args, flag)!r}: the checkpoint was "
-                               f"trained with {ckpt['args'][flag]!r}; resume with the same value")
-        if ckpt["global_step"] >= args.total_timesteps:
-            raise BadInput(f"--total-timesteps {args.total_timesteps}: the checkpoint is already at step "
-                           f"{ckpt['global_step']}; ask for more steps to resume")
-        run_dir = path.parent
-        if not (run_dir / "args.json").is_file():
-            print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
-    else:
-        run_dir = Path(args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__"
-                                        f"{int(time.time())}")
-        if (run_dir / "checkpoint.pt").exists():
-            raise BadInput(f"--run-dir {str(run_dir)!r}: holds a run already; use --resume {run_dir} to continue it")
-
-    need_cpus = args.num_workers * args.cpus_per_worker
-    if args.ray_address:
-        check_reachable(args.ray_address)
-    elif need_cpus > usable_cpus():
-        raise BadInput(f"--num-workers {args.num_workers}: needs {need_cpus:g} CPUs at --cpus-per-worker "
-                       f"{args.cpus_per_worker:g}, this machine has {usable_cpus()}; use fewer workers, a smaller "
-                       "--cpus-per-worker, or --ray-address of a bigger cluster")
-
-    # Ray's own processes inherit an ignored SIGINT, so a terminal's Ctrl-C (sent to the whole process group)
-    # reaches only this driver, which finishes the round in flight, checkpoints and shuts Ray down itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return evaluate_checkpoint(args, device)
+    ckpt, run_dir = open_run(args, load_checkpoint)
     try:
-        if args.ray_address:
-            join_cluster(args.ray_address)
-        else:
-            ray.init(address="local", num_cpus=max(1, math.ceil(need_cpus)), num_gpus=0, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR,
-                     object_store_memory=(100 + 20 * args.num_workers) * 1024 ** 2)
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    stop_signal: list[int] = []
-    signal.signal(signal.SIGINT, lambda s, f: stop_signal.append(s))
-    signal.signal(signal.SIGTERM, lambda s, f: stop_signal.append(s))
-    try:
-        train(args, device, ckpt, run_dir, stop_signal)
-    except HardStop:
-        pass
-    except NoWorkersLeft as e:
-        fail(f"{e}", code=1)
-    finally:
-        ray.shutdown()
-    if stop_signal:
-        if (run_dir / "checkpoint.pt").exists():
-            print(f"Resume with: {resume_command(run_dir)}", file=sys.stderr)
-        else:
+        stop_signal = start_ray(args)
+        pool = WorkerPool(args, stop_signal, ckpt["worker_failures"] if ckpt else 0)
+        pool.start(ckpt["global_step"] if ckpt else 0)
+        if stop_signal:  # while the workers started: nothing to save, no run dir made
             print(f"stopped by signal {stop_signal[0]} before training started", file=sys.stderr)
-        sys.exit(128 + stop_signal[0])
+            sys.exit(128 + stop_signal[0])
+
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        model = Policy().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+        lr_schedule = LinearSchedule(0, args.learning_rate, args.total_timesteps if args.anneal_lr else 0,
+                                     0.0 if args.anneal_lr else args.learning_rate)
+        global_step, iteration = 0, 0
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            global_step, iteration = ckpt["global_step"], ckpt["iteration"]
+            random.setstate(ckpt["python_rng"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            lr_schedule = LinearSchedule(**ckpt["lr_schedule"]).resumed(
+                global_step, ckpt["args"]["total_timesteps"], args.total_timesteps, "learning-rate")
+            print(f"resumed {run_dir} at step {global_step:,}, episode {ckpt['episode']}")
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        run = RunLog(args, run_dir, ckpt, lambda logdir, purge_step: SummaryWriter(logdir, purge_step=purge_step),
+                     stop_signal=stop_signal)  # only now that the workers run: a failed start leaves no run dir
+        pool.log_to(run)
+        global_step, iteration = train(args, model, optimizer, lr_schedule, run, pool, global_step, iteration)
+        save_checkpoint(args, model, optimizer, lr_schedule, run, pool, global_step, iteration)
+        pool.close()
+        run.close(global_step)
+        pool.exit_if_gone(run, global_step)
+        save_atomic({"script": SCRIPT, "args": asdict(args), "model": model.state_dict(),
+                     "global_step": global_step}, run_dir / "final_model.pt")
+    finally:
+        ray.shutdown()  # on every way out; before the evaluation, to free the workers' CPUs
+    run.finish(global_step, evaluate_and_report(model, args, run_dir, run_dir / "final_model.pt", device))
 
 
-def train(args: Args, device: torch.device, ckpt: Optional[dict], run_dir: Path, stop_signal: list[int]) -> None:
-    cluster_cpus = ray.cluster_resources().get("CPU", 0)
-    need_cpus = args.num_workers * args.cpus_per_worker
-    if need_cpus > cluster_cpus:
-        raise BadInput(f"--num-workers {args.num_workers}: needs {need_cpus:g} CPUs at --cpus-per-worker "
-                       f"{args.cpus_per_worker:g}, the Ray cluster has {cluster_cpus:g}")
+# ================================================================================================ run plumbing
+# Boring book-keeping, the same text in all four scripts from this line to the end (a test fails when the copies
+# differ): bad flags, the run dir, progress.csv, TensorBoard, the progress line, signals, resume, eval.json. It needs
+# neither torch nor NumPy; what does (checkpoints, the TensorBoard writer) is above.
+EVAL_SEED_OFFSET = 10_000  # evaluation games differ from the training games, and match between the two eval paths
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    game = ale_game(args.env_id)
 
-    model = Policy().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-    global_step, episode, iteration, failures, wall_before, recent = 0, 0, 0, 0, 0.0, []
-    lr_schedule = LinearSchedule(0, args.learning_rate, args.total_timesteps if args.anneal_lr else 0,
-                                 0.0 if args.anneal_lr else args.learning_rate)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        global_step, episode, iteration = ckpt["global_step"], ckpt["episode"], ckpt["iteration"]
-        failures, wall_before, recent = ckpt["worker_failures"], ckpt["wall_time_s"], list(ckpt["recent_returns"])
-        random.setstate(ckpt["python_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if "lr_schedule" in ckpt:
-            lr_schedule = LinearSchedule(**ckpt["lr_schedule"])
-        else:  # written before schedules were saved: the one its own total planned
-            lr_schedule = LinearSchedule(0, args.learning_rate, ckpt["args"]["total_timesteps"] if args.anneal_lr
-                                         else 0, 0.0 if args.anneal_lr else args.learning_rate)
-        if ckpt["args"]["total_timesteps"] != args.total_timesteps:
-            lr_schedule = lr_schedule.resumed(global_step, ckpt["args"]["total_timesteps"], args.total_timesteps)
-            print(f"--total-timesteps changed: {lr_schedule.describe('learning-rate', global_step)}")
+class BadInput(Exception):
+    """A flag value that type-checks but makes no sense: reported as one line on stderr, exit code 2."""
 
-    # ---- the workers: Ray actors that Ray restarts after a death; calls to a dead one fail rather than retry
-    actor_cls = ray.remote(num_cpus=args.cpus_per_worker, max_restarts=args.max_restarts, max_task_retries=0)(Worker)
-    workers = [actor_cls.remote(i, game["game"], game["repeat_action_probability"], args.frameskip, args.num_envs,
-                                args.num_steps, args.gamma, args.clip_coef, args.ent_coef)
-               for i in range(args.num_workers)]
-    alive = list(range(args.num_workers))
-    pids: dict[int, int] = {}
-    deaths = [0] * args.num_workers
-    down: dict[int, float] = {}  # worker -> when it died; calls to it fail fast while Ray restarts it
-    events: list[tuple] = []  # (step, worker, pid, host, event): workers.csv rows, written once the run dir exists
-    writer = None
-    give_up_s = 600.0  # a worker not back this long after its death is dropped (its node is gone, say)
 
-    def drop(i: int, why: str) -> None:
-        alive.remove(i)
-        down.pop(i, None)
-        print(f"worker {i} dropped: {why}; {len(alive)} workers left", flush=True)
-        events.append((global_step, i, pids.get(i), "", "dropped"))
-        if not alive:
-            raise NoWorkersLeft(f"all {args.num_workers} workers are gone ({why})")
+def need(ok: bool, flag: str, allowed: str, value) -> None:
+    if not ok:
+        raise BadInput(f"{flag} {value!r}: must be {allowed}")
 
-    def on_error(i: int, method: str, err: Exception) -> None:
-        nonlocal failures
-        if i in down:  # still restarting
-            if time.time() - down[i] > give_up_s:
-                drop(i, f"not back {give_up_s:.0f} s after it died")
-            return
-        failures += 1
-        deaths[i] += 1
-        down[i] = time.time()
-        print(f"worker {i} (pid {pids.get(i)}) died during {method} at step {global_step:,} ({type(err).__name__}); "
-              "this round goes on with the workers that answered", flush=True)
-        events.append((global_step, i, pids.get(i), "", "died"))
-        if writer is not None:
-            writer.add_scalar("charts/worker_failures", failures, global_step)
-        if 0 <= args.max_restarts < deaths[i]:
-            drop(i, f"out of restarts (--max-restarts {args.max_restarts})")
 
-    def on_answer(i: int, answer: dict) -> None:
-        if i in down:
-            del down[i]
-            if answer["pid"] != pids.get(i):
-                print(f"worker {i} restarted: pid {answer['pid']} (was {pids.get(i)}), fresh games, current weights",
-                      flush=True)
-                events.append((global_step, i, answer["pid"], answer.get("host", ""), "restarted"))
-            else:
-                print(f"worker {i} answers again (pid {answer['pid']})", flush=True)
-                events.append((global_step, i, answer["pid"], answer.get("host", ""), "back"))
-        elif i not in pids:
-            print(f"worker {i}: pid {answer['pid']} on {answer['host']}, {args.num_envs} games", flush=True)
-            events.append((global_step, i, answer["pid"], answer["host"], "started"))
-        pids[i] = answer["pid"]
+def check_run_args(args: Args) -> None:
+    """The checks of the flags that every script has; each script's `check_args` adds its algorithm's."""
+    need(args.total_timesteps > 0, "--total-timesteps", "a positive number of agent steps", args.total_timesteps)
+    need(args.eval_checkpoint is None or args.resume is None, "--eval-checkpoint", "used without --resume",
+         args.eval_checkpoint)
+    need(args.save_every > 0, "--save-every", "a positive number of agent steps", args.save_every)
+    need(args.eval_episodes > 0, "--eval-episodes", "at least 1", args.eval_episodes)
+    need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
+    need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
+         "used with Weights & Biases installed (pip install wandb)", args.track)
 
-    def run_round(method: str, targets: list[int], *call_args) -> dict[int, dict]:
-        """Call `method` on each target worker; return the answers that arrived, logging the workers that died."""
-        refs = {getattr(workers[i], method).remote(*call_args): i for i in targets}
-        pending, answers = list(refs), {}
-        while pending:
-            if len(stop_signal) >= 2:
-                raise HardStop
-            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.2)
-            for ref in ready:
-                i = refs[ref]
-                try:
-                    answers[i] = ray.get(ref)
-                    on_answer(i, answers[i])
-                except ray.exceptions.RayActorError as e:
-                    on_error(i, method, e)
-        return answers
 
-    waited = time.time()
-    while not stop_signal and any(i not in pids for i in alive):
-        run_round("info", [i for i in alive if i not in pids])
-        if any(i not in pids for i in alive):
-            time.sleep(0.5)
-            if time.time() - waited > 60:
-                print(f"still waiting for {sum(i not in pids for i in alive)} workers to start (are the cluster's "
-                      "CPUs busy?)", file=sys.stderr, flush=True)
-                waited = time.time()
-    if stop_signal:
-        return
+def parse_args(argv: list[str]) -> Args:
+    """The command line; with `--resume`, the run's saved settings (its args.json) are the defaults, so a resume
+    continues the run as it was started and a flag typed beside `--resume` still wins."""
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("--resume=")), None)
+    if resume is None and "--resume" in argv[:-1]:
+        resume = argv[argv.index("--resume") + 1]
+    saved = {}
+    if resume is not None:
+        try:  # a missing args.json is said by `open_run`, once the checkpoint itself has loaded
+            saved = json.loads(((Path(resume) if Path(resume).is_dir() else Path(resume).parent) / "args.json")
+                               .read_text())
+        except (OSError, ValueError):
+            pass
+    settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
+    return tyro.cli(Args, args=argv, default=Args(**{k: v for k, v in saved.items() if k in settings}))
 
-    # ---- outputs (created only now that the workers run, so a rejected command leaves no run dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
-    with open(run_dir / "commands.txt", "a") as f:  # every start of this run, resumes included
-        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
-    from torch.utils.tensorboard import SummaryWriter
 
-    if args.track:
-        import wandb
+def new_run_dir(args: Args, env_id: str, kind: str = "") -> Path:
+    return Path(args.run_dir or f"runs/{env_id.replace('/', '-')}__{args.exp_name}{kind}__{args.seed}__"
+                                f"{int(time.time())}")
 
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args),
-                   name=run_dir.name, dir=str(run_dir), resume="allow")
-    writer = SummaryWriter(str(run_dir), purge_step=global_step if ckpt else None)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
-                    "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    csv_path = run_dir / "progress.csv"
-    header = ["global_step", "episode", "episodic_return", "episodic_length", "wall_time_s", "sps"]
-    kept = []
-    if ckpt is not None and csv_path.exists():  # drop rows logged after the checkpoint (a crash, a kill -9)
-        with open(csv_path, newline="") as f:
-            kept = [row for row in csv.reader(f)][1:]
-        kept = [row for row in kept if row and int(row[0]) <= global_step]
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([header] + kept)
-    os.replace(tmp, csv_path)
-    csv_file = open(csv_path, "a", newline="")
-    csv_writer = csv.writer(csv_file)
-    workers_path = run_dir / "workers.csv"
-    workers_file = open(workers_path, "a", newline="")
-    workers_csv = csv.writer(workers_file)
-    if workers_path.stat().st_size == 0:
-        workers_csv.writerow(["global_step", "worker", "pid", "host", "event"])
 
-    def flush_events() -> None:
-        workers_csv.writerows(events)
-        events.clear()
-        workers_file.flush()
+def open_run(args: Args, load_checkpoint) -> tuple[Optional[dict], Path]:
+    """A new run's dir, or the checkpoint and dir of the run that `--resume` names, once checked that it can go on
+    with these settings (`RESUME_MUST_MATCH`). A run already at `--total-timesteps` has nothing to do: exit 0."""
+    if args.resume is None:
+        run_dir = new_run_dir(args, args.env_id)
+        if (run_dir / CHECKPOINT).exists():
+            raise BadInput(f"--run-dir {str(run_dir)!r}: holds a run already; use --resume {run_dir} to continue it")
+        return None, run_dir
+    ckpt, path = load_checkpoint(args.resume, "--resume")
+    for name in RESUME_MUST_MATCH:
+        if ckpt["args"][name] != getattr(args, name):
+            raise BadInput(f"--{name.replace('_', '-')} {getattr(args, name)!r}: the checkpoint was trained with "
+                           f"{ckpt['args'][name]!r}; resume with the same value")
+    if ckpt["global_step"] >= args.total_timesteps:
+        print(f"{path} is at step {ckpt['global_step']:,} of --total-timesteps {args.total_timesteps:,}: nothing "
+              "to do (a larger --total-timesteps trains on)")
+        sys.exit(0)
+    if not (path.parent / "args.json").is_file():
+        print(f"note: no args.json beside {path}: resuming with the flags given and the defaults", file=sys.stderr)
+    return ckpt, path.parent
 
-    flush_events()
 
-    def checkpoint() -> None:
-        save_atomic({
-            "script": SCRIPT, "args": asdict(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "global_step": global_step, "episode": episode, "iteration": iteration, "worker_failures": failures,
-            "lr_schedule": asdict(lr_schedule),
-            "wall_time_s": wall_before + time.time() - start, "recent_returns": recent[-100:],
-            "python_rng": random.getstate(), "torch_rng": torch.get_rng_state(),
-        }, run_dir / "checkpoint.pt")
-
-    progress = Progress(args.total_timesteps)
-    start, start_step = time.time(), global_step
-    next_save = (global_step // args.save_every + 1) * args.save_every
-    hard_stop = False
-    error = None
+def read_checkpoint(path: str, flag: str, load) -> tuple[object, Path]:
+    """The checkpoint a flag names (the file, or `CHECKPOINT` in the run dir named) as `load(file)` reads it."""
+    p = Path(path) / CHECKPOINT if Path(path).is_dir() else Path(path)
+    if not p.is_file():
+        raise BadInput(f"{flag} {path!r}: no such checkpoint file")
     try:
-        while global_step < args.total_timesteps and not stop_signal:
-            iteration += 1
-            lr = lr_schedule(global_step)
-            optimizer.param_groups[0]["lr"] = lr
+        return load(p), p
+    except Exception:
+        raise BadInput(f"{flag} {path!r}: not a readable {SCRIPT}.py checkpoint (truncated, or written by another "
+                       "script)") from None
 
-            # ---- rollout round: one ray.put of the weights for all workers
-            t0 = time.time()
-            weights_ref = ray.put(weights_numpy(model))
-            answers = dict(sorted(run_round("rollout", list(alive), weights_ref, args.seed + global_step).items()))
-            envs_played = args.num_envs * len(answers)
-            step_before = global_step
-            global_step += sum(a["steps"] for a in answers.values())
-            sps = (global_step - start_step) / max(time.time() - start, 1e-9)
-            for t, i, ep_return, ep_length in sorted((t, i, r, n) for i, a in answers.items()
-                                                     for t, r, n in a["episodes"]):
-                episode += 1
-                recent.append(ep_return)
-                step = step_before + (t + 1) * envs_played
-                csv_writer.writerow([step, episode, ep_return, ep_length,
-                                     f"{wall_before + time.time() - start:.1f}", f"{sps:.1f}"])
-                writer.add_scalar("charts/episodic_return", ep_return, step)
-                writer.add_scalar("charts/episodic_length", ep_length, step)
-            csv_file.flush()
-            flush_events()
-            rollout_s = time.time() - t0
-            if not answers:  # every worker is restarting
-                time.sleep(0.5)
-                continue
 
-            # ---- gradient rounds: one per minibatch and epoch, each worker on its own data
-            t0 = time.time()
-            stats = [a["stats"] for a in answers.values() if a["stats"][0] > 0]
-            holders = [i for i, a in answers.items() if a["stats"][0] > 0]
-            means, clipfracs, gradient_steps = None, [], 0
-            if stats and not stop_signal:
-                adv_mean, adv_std = combine_stats(stats) if args.norm_adv else (0.0, 1.0)
-                for epoch, minibatch in np.ndindex(args.update_epochs, args.num_minibatches):
-                    if stop_signal:  # stop soon: fewer rounds still leave a consistent model and optimizer
-                        break
-                    if epoch + minibatch > 0:
-                        weights_ref = ray.put(weights_numpy(model))
-                    results = run_round("gradient", holders, weights_ref, adv_mean, adv_std, minibatch,
-                                        args.num_minibatches)
-                    holders = [i for i in holders if i in results]  # a worker that died lost its batch
-                    if not holders:
-                        break
-                    answered = [results[i] for i in holders if results[i]["n"] > 0]
-                    if answered:  # none: every worker holds fewer samples than minibatches; the next one has some
-                        grads, means, _ = average_gradients(answered)
-                        grad_norm = learner_step(model, optimizer, grads, args.max_grad_norm)
-                        gradient_steps += 1
-                        clipfracs.append(means["clipfrac"])
-                    last_of_epoch = minibatch == args.num_minibatches - 1
-                    if last_of_epoch and args.target_kl is not None and means and means["approx_kl"] > args.target_kl:
-                        break  # as CleanRL: checked once per epoch
-            update_s = time.time() - t0
+def checked_checkpoint(ckpt, path: str, flag: str, weights_only: bool) -> dict:
+    """A loaded checkpoint, if this script wrote it and, for `--resume`, it holds more than the weights."""
+    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
+        other = ckpt.get("script") if isinstance(ckpt, dict) else None
+        raise BadInput(f"{flag} {path!r}: checkpoint written by {other or 'something else'}, not {SCRIPT}.py")
+    if flag == "--resume" and weights_only:
+        raise BadInput(f"{flag} {path!r}: holds weights only (a final model); resume from {CHECKPOINT}")
+    return ckpt
 
-            writer.add_scalar("charts/SPS", sps, global_step)
-            writer.add_scalar("charts/gradient_steps", gradient_steps, global_step)
-            writer.add_scalar("charts/learning_rate", lr, global_step)
-            writer.add_scalar("charts/worker_failures", failures, global_step)
-            writer.add_scalar("charts/workers", len(answers), global_step)
-            writer.add_scalar("charts/rollout_time_s", rollout_s, global_step)
-            writer.add_scalar("charts/update_time_s", update_s, global_step)
-            writer.add_scalar("charts/pending_steps", sum(a["pending"] for a in answers.values()), global_step)
-            if means is not None:
-                writer.add_scalar("charts/batch_samples", sum(s[0] for s in stats), global_step)
-                writer.add_scalar("losses/policy_loss", means["policy_loss"], global_step)
-                writer.add_scalar("losses/entropy", means["entropy"], global_step)
-                writer.add_scalar("losses/old_approx_kl", means["old_approx_kl"], global_step)
-                writer.add_scalar("losses/approx_kl", means["approx_kl"], global_step)
-                writer.add_scalar("losses/clipfrac", float(np.mean(clipfracs)), global_step)
-                writer.add_scalar("losses/grad_norm", float(grad_norm), global_step)
-            if global_step >= next_save:
-                checkpoint()
-                next_save = (global_step // args.save_every + 1) * args.save_every
-            progress.update(global_step, sps, float(np.mean(recent[-100:])) if recent else math.nan,
-                            f" | episodes {episode} | workers {len(answers)}/{args.num_workers}"
-                            + (f" | failures {failures}" if failures else ""))
-    except HardStop:
-        hard_stop = True
-    except NoWorkersLeft as e:
-        error = str(e)
 
-    checkpoint()
-    progress.close()
-    csv_file.close()
-    flush_events()
-    workers_file.close()
-    if stop_signal or error:
-        writer.close()
-        if stop_signal:
-            print(f"stopped by signal {stop_signal[0]} at step {global_step:,}"
-                  + (" (round in flight abandoned)" if hard_stop else "") + "; checkpoint written.", file=sys.stderr)
+def catch_stop_signals() -> list[int]:
+    """From now on Ctrl-C and SIGTERM only note themselves in the returned list, which the loop checks."""
+    caught: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda s, f: caught.append(s))
+    return caught
+
+
+class RunLog:
+    """A training run's outputs besides its checkpoints, and when it stops: the run dir with args.json and
+    commands.txt (every start, resumes included); progress.csv and TensorBoard, one row per finished episode (a
+    resume drops the rows logged after its checkpoint); a progress line; the stop at `--total-timesteps`,
+    `--target-return` or Ctrl-C/SIGTERM."""
+
+    def __init__(self, args: Args, run_dir: Path, ckpt: Optional[dict], make_writer, extra_columns: tuple = (),
+                 stop_signal: Optional[list[int]] = None):
+        self.args, self.run_dir, self.shown, self.reached_target = args, run_dir, 0.0, False
+        self.stop_signal = catch_stop_signals() if stop_signal is None else stop_signal
+        self.episode, self.recent = (ckpt["episode"], list(ckpt["recent_returns"])) if ckpt else (0, [])
+        self.wall_before, self.start_step = (ckpt["wall_time_s"], ckpt["global_step"]) if ckpt else (0.0, 0)
+        self.start, self.next_save = time.time(), (self.start_step // args.save_every + 1) * args.save_every
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+        with open(run_dir / "commands.txt", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} python {SCRIPT}.py {shlex.join(sys.argv[1:])}\n")
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args),
+                       name=run_dir.name, dir=str(run_dir), resume="allow")
+        self.writer = make_writer(str(run_dir), self.start_step if ckpt else None)
+        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
+                             "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+        kept, csv_path = [], run_dir / "progress.csv"
+        if ckpt is not None and csv_path.exists():
+            with open(csv_path, newline="") as f:
+                kept = [row for row in list(csv.reader(f))[1:] if int(row[1]) <= self.episode]
+        self.csv_file = open(csv_path, "w", newline="")
+        self.csv = csv.writer(self.csv_file)
+        self.csv.writerows([["global_step", "episode", "episodic_return", "episodic_length", "wall_time_s", "sps",
+                             *extra_columns], *kept])
+        self.csv_file.flush()
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.stop_signal)
+
+    def going(self, global_step: int) -> bool:
+        return global_step < self.args.total_timesteps and not self.stop_signal and not self.reached_target
+
+    def sps(self, global_step: int) -> float:
+        return (global_step - self.start_step) / max(time.time() - self.start, 1e-9)
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.time() - self.start
+
+    def mean_recent(self) -> float:
+        return statistics.fmean(self.recent[-100:]) if self.recent else math.nan
+
+    def episode_done(self, global_step: int, episodic_return: float, episodic_length: int, *extra) -> None:
+        self.episode += 1
+        self.recent.append(float(episodic_return))
+        self.csv.writerow([global_step, self.episode, episodic_return, episodic_length, f"{self.wall_time():.1f}",
+                           f"{self.sps(global_step):.1f}", *extra])
+        self.csv_file.flush()
+        self.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
+        target = self.args.target_return
+        self.reached_target |= target is not None and len(self.recent) >= 100 and self.mean_recent() >= target
+
+    def episodes_done(self, global_step: int, info: dict) -> None:
+        """The episodes that gymnasium's `RecordEpisodeStatistics` says ended at this vector step."""
+        for e in (i for i, ended in enumerate(info.get("_episode", ())) if ended):
+            self.episode_done(global_step, float(info["episode"]["r"][e]), int(info["episode"]["l"][e]))
+
+    def log(self, global_step: int, scalars: dict) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, global_step)
+
+    def checkpoint_due(self, global_step: int) -> bool:
+        due, self.next_save = global_step >= self.next_save, max(
+            self.next_save, (global_step // self.args.save_every + 1) * self.args.save_every)
+        return due
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of this log, so that a resume continues the curves where they stopped."""
+        return {"episode": self.episode, "recent_returns": self.recent[-100:], "wall_time_s": self.wall_time()}
+
+    def show(self, global_step: int, extra: str = "") -> None:
+        """The progress line: redrawn twice a second on a terminal, a plain line every 30 s otherwise."""
+        tty, now, total, sps = sys.stdout.isatty(), time.time(), self.args.total_timesteps, self.sps(global_step)
+        if now - self.shown < (0.5 if tty else 30.0):
             return
-        fail(f"{error}; checkpoint written at step {global_step:,}. Resume with: python {SCRIPT}.py --resume "
-             f"{run_dir}", code=1)
+        self.shown, left = now, time.strftime("%H:%M:%S", time.gmtime((total - global_step) / max(sps, 1e-9)))
+        line = (f"step {global_step:,}/{total:,} ({100 * global_step / total:5.1f}%) | {sps:6.0f} SPS | left "
+                f"{left if sps > 0 else '?'} | mean-100 return {self.mean_recent():6.2f} | episodes {self.episode}"
+                + extra)
+        print(("\r" + line + "   ") if tty else line, end="" if tty else "\n", flush=True)
 
-    final = {"script": SCRIPT, "args": asdict(args), "model": model.state_dict(), "global_step": global_step}
-    save_atomic(final, run_dir / "final_model.pt")
-    ray.shutdown()  # free the workers' CPUs for the evaluation
-    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
-    returns = evaluate(model, args.env_id, sticky, args.frameskip, args.eval_episodes, args.seed + 10_000, device,
-                       run_dir / "videos" if args.capture_video else None)
-    report = write_eval(run_dir, returns, str(run_dir / "final_model.pt"), args.env_id, sticky)
-    writer.add_scalar("eval/mean_return", report["mean"], global_step)
-    writer.close()
-    print(f"done: {global_step:,} steps, {episode} episodes, {wall_before + time.time() - start:.0f} s, "
-          f"{failures} worker failures; eval {report['mean']:.2f} ± {report['std']:.2f} over "
-          f"{report['episodes']} episodes -> {run_dir}")
+    def close(self, global_step: int) -> None:
+        """After the run's last checkpoint. A signal stopped it: exit 128 + its number with the line that resumes
+        it. Otherwise Ctrl-C interrupts as usual from here on (the final evaluation)."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print("\n" * sys.stdout.isatty(), end="")
+        self.csv_file.close()
+        if self.stop_signal:
+            self.writer.close()
+            print(f"stopped by signal {self.stop_signal[0]} at step {global_step:,}; checkpoint written. Resume "
+                  f"with: python {SCRIPT}.py --resume {shlex.quote(str(self.run_dir))}", file=sys.stderr)
+            sys.exit(128 + self.stop_signal[0])
+
+    def finish(self, global_step: int, report: dict) -> None:
+        self.log(global_step, {"eval/mean_return": report["mean"]})
+        self.writer.close()
+        print(f"{'reached --target-return' if self.reached_target else 'done'}: {global_step:,} steps, "
+              f"{self.episode} episodes, {self.wall_time():.0f} s -> {self.run_dir}")
+
+
+def report_eval(out_dir: Path, returns: list[float], checkpoint: Path, env_id: str, sticky: float, **details) -> dict:
+    """eval.json (the episodes' returns, their statistics, what was played) and one line saying so."""
+    report = {"env_id": env_id, "sticky": sticky, **details, "episodes": len(returns),
+              "mean": statistics.fmean(returns), "std": statistics.pstdev(returns), "min": min(returns),
+              "max": max(returns), "returns": returns, "checkpoint": str(checkpoint)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"eval {checkpoint}: {len(returns)} episodes of {env_id} (sticky actions {sticky:g}), return "
+          f"{report['mean']:.2f} ± {report['std']:.2f} (min {report['min']:.0f}, max {report['max']:.0f}) -> "
+          f"{out_dir / 'eval.json'}")
+    return report
+
+
+@dataclass
+class LinearSchedule:
+    """A value (epsilon, an annealed learning rate) that moves linearly from `start_value` at agent step
+    `start_step` to `end_value` at `end_step`, then stays. Saved in checkpoints, so a resume continues it."""
+    start_step: int
+    start_value: float
+    end_step: float
+    end_value: float
+
+    def __call__(self, step: int) -> float:
+        if step >= self.end_step:
+            return self.end_value
+        return self.start_value + (self.end_value - self.start_value) * (step - self.start_step) / (
+            self.end_step - self.start_step)
+
+    def resumed(self, step: int, old_total: int, new_total: int, name: str) -> LinearSchedule:
+        """After a resume at `step` with another `--total-timesteps`: from the value reached, what remains is
+        stretched (or squeezed) in proportion to the steps left, so it never jumps; a finished one stays."""
+        if new_total == old_total or step >= self.end_step:
+            return self
+        end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
+        print(f"--total-timesteps changed: {name} {self(step):.4g} at step {step:,} reaches {self.end_value:.4g} "
+              f"at step {end:,.0f}")
+        return LinearSchedule(step, self(step), end, self.end_value)
 
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args, args=[*saved_settings(sys.argv[1:]), *sys.argv[1:]]))
+        main(parse_args(sys.argv[1:]))
     except BadInput as e:
-        fail(str(e))
+        print(f"{SCRIPT}.py: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -108,7 +108,7 @@ def env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
     sys.path.insert(0, str(ROOT))
     import dqn_cnn
 
-    envs = dqn_cnn.make_env("PongNoFrameskip-v4", num_envs, 0)
+    envs = dqn_cnn.make_env("PongNoFrameskip-v4", num_envs)
     return {**random_play(envs, [0, 1, 2, 3, 4, 5], seconds),
             "command": f"ale_py AtariVectorEnv, {num_envs} env(s), DeepMind preprocessing, random actions"}
 
@@ -195,7 +195,7 @@ def pg_env_ceiling(num_envs: int = 8, seconds: float = 8.0) -> dict:
     sys.path.insert(0, str(ROOT))
     import pg_numpy
 
-    envs = pg_numpy.make_env("ALE/Pong-v5", num_envs, 0)
+    envs = pg_numpy.make_env("ALE/Pong-v5", num_envs)
     return {**random_play(envs, [pg_numpy.UP, pg_numpy.DOWN], seconds),
             "command": f"pg_numpy.make_env: ALE/Pong-v5 (sticky 0.25), {num_envs} env(s), raw 210x160 RGB, frameskip 4, "
                        "random UP/DOWN: pg_numpy.py's games, without the agent"}
@@ -208,7 +208,7 @@ def dqn_breakdown(repeats: int = 200) -> dict:
     sys.path.insert(0, str(ROOT))
     import dqn_cnn
 
-    envs = dqn_cnn.make_env("PongNoFrameskip-v4", 1, 0)
+    envs = dqn_cnn.make_env("PongNoFrameskip-v4", 1)
     obs, _ = envs.reset(seed=0)
     q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
     optimizer = torch.optim.Adam(q.parameters(), lr=1e-4)
@@ -216,10 +216,7 @@ def dqn_breakdown(repeats: int = 200) -> dict:
     rng = np.random.default_rng(0)
     first, prev_done = np.ones(1, bool), np.zeros(1, bool)
     for _ in range(2000):
-        actions = rng.integers(0, 6, 1)
-        next_obs, reward, terminated, truncated, _ = envs.step(actions)
-        replay.add(obs[:, -1], first, ~prev_done, actions, reward, terminated, truncated)
-        first, prev_done, obs = prev_done.copy(), terminated | truncated, next_obs
+        obs, first, prev_done, _, _ = dqn_cnn.step_and_store(envs, replay, obs, rng.integers(0, 6, 1), first, prev_done)
 
     def act():
         with torch.inference_mode():

@@ -171,6 +171,11 @@ def assert_schedules_do_not_jump(run_dir: Path, resumed_at: int) -> None:
                                                   f"{after[0][1]:.6g} at step {after[0][0]}", before[-3:], after[:3])
 
 
+def as_run(run_dir: Path) -> Path:
+    """Where `smoke_runs` keeps a copy of a smoke run's dir as the run left it."""
+    return run_dir.with_name(run_dir.name + "-as-run")
+
+
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory):
     """One smoke run per script, made from a copy of the script alone in an empty folder; run lazily, reused."""
@@ -182,6 +187,8 @@ def smoke_runs(tmp_path_factory):
             copied = copy_alone(script, folder)
             run_dir = folder / "runs" / "smoke"
             proc = run_script(copied, *smoke_flags(script), "--run-dir", str(run_dir), cwd=folder)
+            if run_dir.exists():  # as the run left it: some tests resume the run itself
+                shutil.copytree(run_dir, as_run(run_dir))
             done[script] = (proc, run_dir)
         return done[script]
 

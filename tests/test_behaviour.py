@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, read_progress, run_script, scalars, tensorboard_tags
+from conftest import ROOT, SCRIPTS, as_run, read_progress, run_script, scalars, tensorboard_tags
 
 GOLDEN = Path(__file__).with_name("behaviour.json")
 RECORD = os.environ.get("RECORD_BEHAVIOUR") == "1"
@@ -38,6 +38,7 @@ def check(key: str, observed) -> None:
 def test_smoke_run_makes_the_recorded_first_losses_and_episodes(script, smoke_runs):
     proc, run_dir = smoke_runs(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = as_run(run_dir)
     losses = {tag: [[step, value] for step, value in scalars(run_dir, tag)[:FIRST]]
               for tag in sorted(tensorboard_tags(run_dir)) if tag.startswith("losses/")}
     episodes = [[int(r["global_step"]), float(r["episodic_return"]), int(r["episodic_length"])]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -20,9 +22,19 @@ COMMON_FLAGS = ["--exp-name", "--seed", "--env-id", "--total-timesteps", "--capt
 TORCH_FLAGS = ["--cuda", "--no-cuda", "--torch-deterministic"]
 REPO_MODULES = {Path(s).stem for s in SCRIPTS} | {"tests", "benchmark", "conftest"}
 
-pytestmark = pytest.mark.parametrize("script", SCRIPTS)
+PLUMBING_MARK = "# " + "=" * 96 + " run plumbing\n"
+
+each_script = pytest.mark.parametrize("script", SCRIPTS)
 
 
+def plumbing_block(script: str) -> str:
+    """The run-plumbing block: from its marker line to the end of the file."""
+    text = (ROOT / script).read_text()
+    assert PLUMBING_MARK in text, f"{script} has no run-plumbing block"
+    return text[text.index(PLUMBING_MARK):]
+
+
+@each_script
 def test_help_lists_the_common_flags(script):
     proc = run_script(ROOT / script, "--help")
     assert proc.returncode == 0, proc.stderr
@@ -31,6 +43,7 @@ def test_help_lists_the_common_flags(script):
     assert not missing, f"{script} --help lacks {missing}"
 
 
+@each_script
 def test_imports_nothing_of_this_repository(script):
     tree = ast.parse((ROOT / script).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -40,6 +53,7 @@ def test_imports_nothing_of_this_repository(script):
     assert not imported & REPO_MODULES, imported & REPO_MODULES
 
 
+@each_script
 def test_smoke_run_copied_alone_writes_the_contract_outputs(script, smoke_runs):
     proc, run_dir = smoke_runs(script)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -51,6 +65,7 @@ def test_smoke_run_copied_alone_writes_the_contract_outputs(script, smoke_runs):
     # agent steps is checked against the env's own rewards in test_episode_stats.py.
     assert all(is_whole_pong_game(float(r["episodic_return"])) for r in rows), [r["episodic_return"] for r in rows]
     assert all(float(r["episodic_length"]).is_integer() and float(r["episodic_length"]) > 0 for r in rows), rows
+    assert re.search(r"\| left (\d\d:\d\d:\d\d|\?) \|", proc.stdout), proc.stdout[-1000:]  # the progress line's ETA
     tags = tensorboard_tags(run_dir)
     assert {"charts/episodic_return", "charts/episodic_length", "charts/SPS"} <= tags, tags
     assert any(t.startswith("losses/") for t in tags), tags
@@ -59,6 +74,7 @@ def test_smoke_run_copied_alone_writes_the_contract_outputs(script, smoke_runs):
     assert_eval_report(report, 1)
 
 
+@each_script
 def test_resume_continues_from_the_step_it_stopped_at(script, smoke_runs):
     proc, run_dir = smoke_runs(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -84,6 +100,29 @@ def test_resume_continues_from_the_step_it_stopped_at(script, smoke_runs):
     assert_schedules_do_not_jump(run_dir, stopped_at)  # a finished schedule stays finished
 
 
+@each_script
+def test_resuming_a_finished_run_says_so_exits_0_and_changes_nothing(script, smoke_runs, tmp_path):
+    """Job schedulers re-run the same command after a preemption: a run that is done must take that calmly."""
+    proc, run_dir = smoke_runs(script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = shutil.copytree(run_dir, tmp_path / "done")
+    files = {p: p.read_bytes() for p in done.rglob("*") if p.is_file()}
+    again = run_script(ROOT / script, "--resume", str(done), timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stdout, again.stdout[-2000:]
+    assert {p: p.read_bytes() for p in done.rglob("*") if p.is_file()} == files, "a finished run was changed"
+
+
+@each_script
+def test_the_run_plumbing_block_is_the_same_text_in_every_script_and_needs_no_torch_or_numpy(script):
+    block = plumbing_block(script)
+    assert block == plumbing_block(SCRIPTS[0]), "".join(difflib.unified_diff(
+        plumbing_block(SCRIPTS[0]).splitlines(True), block.splitlines(True), SCRIPTS[0], script, n=1))[:3000]
+    names = {node.id for node in ast.walk(ast.parse(block)) if isinstance(node, ast.Name)}
+    assert not names & {"torch", "np", "nn", "F"}, names & {"torch", "np", "nn", "F"}
+
+
+@each_script
 def test_eval_checkpoint_plays_and_reports(script, smoke_runs, tmp_path):
     proc, run_dir = smoke_runs(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -99,14 +138,33 @@ def test_eval_checkpoint_plays_and_reports(script, smoke_runs, tmp_path):
     assert evaluated.read_bytes() == before, "evaluation changed the checkpoint it played"
 
 
-@pytest.mark.parametrize("flags, flag", [
-    (["--total-timesteps", "0"], "--total-timesteps"),
-    (["--total-timesteps", "-5"], "--total-timesteps"),
-    (["--env-id", "NotAGame-v9"], "--env-id"),
-    (["--eval-episodes", "0"], "--eval-episodes"),
-    (["--eval-checkpoint", "does/not/exist.pt"], "--eval-checkpoint"),
-    (["--resume", "does/not/exist"], "--resume"),
-])
+# Values that type-check but make no sense: those of the flags every script has, then each script's own.
+BAD_INPUT = {
+    "every script": [(["--total-timesteps", "0"], "--total-timesteps"),
+                     (["--total-timesteps", "-5"], "--total-timesteps"),
+                     (["--env-id", "NotAGame-v9"], "--env-id"), (["--eval-episodes", "0"], "--eval-episodes"),
+                     (["--eval-sticky", "1.5"], "--eval-sticky"),
+                     (["--eval-checkpoint", "does/not/exist.pt"], "--eval-checkpoint"),
+                     (["--resume", "does/not/exist"], "--resume")],
+    "dqn_cnn.py": [(["--learning-starts", "16", "--batch-size", "32"], "--learning-starts"),
+                   (["--exploration-fraction", "1.5"], "--exploration-fraction"),
+                   (["--batch-size", "100000"], "--batch-size"), (["--gamma", "1.5"], "--gamma"),
+                   (["--num-envs", "0"], "--num-envs")],
+    "pg_numpy.py": [(["--batch-episodes", "0"], "--batch-episodes"), (["--learning-rate", "-1"], "--learning-rate"),
+                    (["--gamma", "1.5"], "--gamma"), (["--hidden", "0"], "--hidden"),
+                    (["--num-envs", "0"], "--num-envs"),
+                    (["--decay-rate", "1"], "--decay-rate"), (["--env-id", "CartPole-v1"], "--env-id")],
+    "ppo_mlp.py": [(["--num-envs", "0"], "--num-envs"),
+                   (["--num-minibatches", "3"], "--num-minibatches"),  # 8 x 128 = 1024 is not a multiple of 3
+                   (["--clip-coef", "0"], "--clip-coef"), (["--update-epochs", "0"], "--update-epochs"),
+                   (["--env-id", "ALE/Breakout-v5"], "--env-id")],
+}
+BAD_INPUT_CASES = [(script, flags, flag) for script in SCRIPTS
+                   for flags, flag in BAD_INPUT["every script"] + BAD_INPUT.get(script, [])]
+
+
+@pytest.mark.parametrize("script, flags, flag", BAD_INPUT_CASES,
+                         ids=[f"{s}-{' '.join(f)}" for s, f, _ in BAD_INPUT_CASES])
 def test_bad_input_is_one_line_and_exit_2(script, flags, flag, tmp_path):
     run_dir = tmp_path / "run"
     proc = run_script(ROOT / script, *flags, "--run-dir", str(run_dir), timeout=120)
@@ -126,6 +184,7 @@ def write_foreign_checkpoint(path: Path) -> None:
         torch.save({"script": "pg_numpy", "global_step": 100, "model": {}}, path)
 
 
+@each_script
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "other_script"])
 def test_resume_rejects_a_damaged_or_foreign_checkpoint(script, damage, smoke_runs, tmp_path):
     proc, run_dir = smoke_runs(script)
@@ -150,6 +209,7 @@ def test_resume_rejects_a_damaged_or_foreign_checkpoint(script, damage, smoke_ru
     assert_one_line_error(result, "--resume")
 
 
+@each_script
 @pytest.mark.parametrize("signum, code, resume_form", [(signal.SIGINT, 130, "dir"), (signal.SIGTERM, 143, "file=")])
 def test_signal_mid_run_leaves_a_resumable_checkpoint(script, signum, code, resume_form, tmp_path):
     folder = tmp_path / "alone"

@@ -4,7 +4,6 @@ with a worker killed mid-run, and with a terminal-style Ctrl-C; every run must l
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -20,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, assert_eval_report, copy_alone, read_progress, scalars, smoke_flags
+from conftest import (ROOT, assert_eval_report, assert_one_line_error, copy_alone, load_script, read_progress,
+                      scalars, smoke_flags, start_script)
 
 SCRIPT = ROOT / "ppo_ray.py"
 RAY_BIN = Path(sys.executable).parent / "ray"
@@ -29,11 +29,7 @@ RUN = ["--num-envs", "1", "--num-steps", "256", "--eval-episodes", "1"]  # round
 
 @pytest.fixture(scope="module")
 def pr():
-    spec = importlib.util.spec_from_file_location("ppo_ray_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ppo_ray.py")
 
 
 # ---------------------------------------------------------------------------- pure functions
@@ -286,14 +282,9 @@ def assert_session_ends(sid: int, grace_s: float = 30.0) -> None:
     assert not left, "left behind: " + "; ".join(f"{p} {cmdline(p)}" for p in left)
 
 
-def start(*flags: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """Run the script in its own session, as a terminal would; its Ray processes stay in that session."""
-    return subprocess.Popen([sys.executable, str(SCRIPT), *flags], cwd=cwd, text=True,
-                            env={**(env or os.environ), "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 420) -> tuple[str, str]:
+def finish(proc: subprocess.Popen, timeout: float = 420) -> subprocess.CompletedProcess:
+    """Wait for a script started with `start_script` (in a session of its own, as a terminal would start it); then
+    no process of that session, Ray's included, may be left."""
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -301,7 +292,7 @@ def finish(proc: subprocess.Popen, timeout: float = 420) -> tuple[str, str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
         assert_session_ends(proc.pid)
-    return out, err
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -329,21 +320,19 @@ def free_port() -> int:
 def test_bad_ray_input_is_one_line_and_exit_2(flags, flag, within_s, tmp_path):
     run_dir = tmp_path / "run"
     t0 = time.time()
-    proc = start(*smoke_flags("ppo_ray.py"), *flags, "--run-dir", str(run_dir), cwd=tmp_path)
-    out, err = finish(proc, timeout=120)
-    lines = err.strip().splitlines()
-    assert proc.returncode == 2, (proc.returncode, err[-2000:])
-    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err, err
+    proc = finish(start_script(SCRIPT, *smoke_flags("ppo_ray.py"), *flags, "--run-dir", str(run_dir), cwd=tmp_path),
+                  timeout=120)
+    assert_one_line_error(proc, flag)
     assert time.time() - t0 < within_s
     assert not run_dir.exists()
 
 
 # ---------------------------------------------------------------------------- a cluster the test starts
 @pytest.fixture
-def ray_cluster(tmp_path_factory):
+def ray_cluster(monkeypatch):
     """`ray start --head` on 127.0.0.1 with 2 CPUs and token authentication (Ray's default where a token exists),
-    in its own session; yields (address, env for a driver that holds the token); stopped by SIGTERM to that one
-    process, which takes its cluster down with it.
+    in its own session; yields its address, with this process's environment that of a driver holding the token
+    (scripts started meanwhile inherit it); stopped by SIGTERM to that one process, which takes its cluster down.
 
     Not `ray stop`: that stops every Ray process of this user on the machine, other runs' clusters included."""
     port = free_port()
@@ -369,7 +358,10 @@ def ray_cluster(tmp_path_factory):
             except OSError:
                 assert time.time() < deadline, "the Ray head never listened"
                 time.sleep(0.5)
-        yield f"127.0.0.1:{port}", driver_env
+        for name in set(os.environ) - set(driver_env):
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+        yield f"127.0.0.1:{port}"
     finally:
         head.terminate()
         try:
@@ -381,22 +373,20 @@ def ray_cluster(tmp_path_factory):
 
 
 def test_smoke_run_on_a_cluster_started_with_ray_start(ray_cluster, tmp_path):
-    address, env = ray_cluster
+    address = ray_cluster
     run_dir = tmp_path / "run"
-    proc = start(*smoke_flags("ppo_ray.py"), "--ray-address", address, "--run-dir", str(run_dir), cwd=tmp_path,
-                 env=env)
-    out, err = finish(proc)
-    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    proc = finish(start_script(SCRIPT, *smoke_flags("ppo_ray.py"), "--ray-address", address, "--run-dir",
+                               str(run_dir), cwd=tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert read_progress(run_dir)
     assert_eval_report(json.loads((run_dir / "eval.json").read_text()), 1)
     assert (run_dir / "final_model.pt").exists()
 
     # The cluster has 2 CPUs: 3 workers at 1 CPU each are refused at once, not left pending.
-    bad = start(*smoke_flags("ppo_ray.py"), "--ray-address", address, "--num-workers", "3",
-                "--run-dir", str(tmp_path / "bad"), cwd=tmp_path, env=env)
-    out, err = finish(bad, timeout=120)
-    lines = err.strip().splitlines()
-    assert bad.returncode == 2 and len(lines) == 1 and "--num-workers" in lines[0] and "cluster" in lines[0], err
+    bad = finish(start_script(SCRIPT, *smoke_flags("ppo_ray.py"), "--ray-address", address, "--num-workers", "3",
+                              "--run-dir", str(tmp_path / "bad"), cwd=tmp_path), timeout=120)
+    assert_one_line_error(bad, "--num-workers")
+    assert "cluster" in bad.stderr, bad.stderr
     assert not (tmp_path / "bad").exists()
 
 
@@ -405,8 +395,8 @@ def test_smoke_run_on_a_cluster_started_with_ray_start(ray_cluster, tmp_path):
 def test_a_worker_killed_mid_run_is_survived_and_reported(max_restarts, outcome, tmp_path):
     run_dir = tmp_path / "run"
     total = 5120
-    proc = start("--total-timesteps", str(total), "--num-workers", "2", *RUN, "--save-every", "512",
-                 "--max-restarts", max_restarts, "--run-dir", str(run_dir), cwd=tmp_path)
+    proc = start_script(SCRIPT, "--total-timesteps", str(total), "--num-workers", "2", *RUN, "--save-every", "512",
+                        "--max-restarts", max_restarts, "--run-dir", str(run_dir), cwd=tmp_path)
     try:
         wait_for(run_dir / "checkpoint.pt", proc)  # a round is done: training is under way
         with open(run_dir / "workers.csv", newline="") as f:
@@ -414,8 +404,9 @@ def test_a_worker_killed_mid_run_is_survived_and_reported(max_restarts, outcome,
         assert set(started) == {"0", "1"}
         os.kill(started["0"], signal.SIGKILL)
     finally:
-        out, err = finish(proc)
-    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+        done = finish(proc)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert f"worker 0 (pid {started['0']}) died" in out, out
     with open(run_dir / "workers.csv", newline="") as f:
         events = [(r["worker"], r["event"], int(r["pid"] or 0)) for r in csv.DictReader(f)]
@@ -438,16 +429,14 @@ def test_ctrl_c_to_the_whole_process_group_checkpoints_and_leaves_no_ray_process
     folder = tmp_path / "alone"
     copied = copy_alone("ppo_ray.py", folder)
     run_dir = folder / "run"
-    proc = subprocess.Popen([sys.executable, str(copied), "--total-timesteps", "10000000", "--num-workers", "1", *RUN,
-                             "--save-every", "256", "--run-dir", str(run_dir)], cwd=folder, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_script(copied, "--total-timesteps", "10000000", "--num-workers", "1", *RUN, "--save-every", "256",
+                        "--run-dir", str(run_dir), cwd=folder)
     try:
         wait_for(run_dir / "checkpoint.pt", proc)
         os.killpg(proc.pid, signal.SIGINT)
     finally:
-        out, err = finish(proc, timeout=120)
-    assert proc.returncode == 130, (proc.returncode, err[-3000:])
-    assert f"--resume {run_dir}" in err, err
+        done = finish(proc, timeout=120)
+    assert done.returncode == 130, (done.returncode, done.stderr[-3000:])
+    assert f"--resume {run_dir}" in done.stderr, done.stderr
     step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["global_step"]
     assert step >= 256 and all(int(r["global_step"]) <= step for r in read_progress(run_dir))
