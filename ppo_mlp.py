@@ -47,10 +47,7 @@ Defaults, and why (every seed setting stays reachable; the seed's run is roughly
 - `--torch-threads 1`: the per-step inference and the sparse update are small ops that a second
   thread slows down (embedding-bag step 6.5 ms on 1 thread, 75 ms on 2 with the env threads and
   a background run competing for the 2 cores).
-Evidence for these defaults: one run, `python ppo_mlp.py --total-timesteps 6000000 --seed 1`, on this
-2-core CPU (a DQN run shared the machine): the mean-100 training return passed +14 at 4.03M agent
-steps after 27 minutes and peaked at +17.1; 6M steps took 41 minutes at ~2,450 SPS (the vector env
-alone: ~5,100). Curve, weights and the exact evaluation command: benchmark/RESULTS.md.
+Evidence for these defaults: the reported run, its curve and its command in benchmark/RESULTS.md.
 
 Rollouts are stored per vector step: under NextStep autoreset the step after an episode's end
 only resets that env and ignores its action, so it is no agent step (not counted, left out of
