@@ -43,13 +43,26 @@ def code_version() -> str:
     return f"{git('rev-parse', '--short', 'HEAD')}{' + uncommitted changes' if git('status', '--porcelain') else ''}"
 
 
-def collect(run_dir: Path, name: str, note: str) -> None:
+def float16_copy(weights: Path) -> Path:
+    """The final model with its float weights stored as float16 (evaluation computes in float32 again)."""
+    import torch
+
+    final = torch.load(weights, map_location="cpu", weights_only=True)
+    final["model"] = {k: v.half() if v.is_floating_point() else v for k, v in final["model"].items()}
+    half = weights.with_name(weights.stem + "_float16.pt")
+    torch.save(final, half)
+    return half
+
+
+def collect(run_dir: Path, name: str, note: str, float16: bool = False) -> None:
     from throughput import hardware
 
     weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()), None)
+    if weights is not None and float16:
+        weights = float16_copy(weights)
     if weights is not None and weights.stat().st_size > MAX_WEIGHTS_BYTES:
         raise SystemExit(f"{weights} is {weights.stat().st_size / 2**20:.1f} MB, over the 8 MB limit: "
-                         "ship a smaller copy (e.g. float16) by hand")
+                         "ship it as float16 (--float16)")
     dest = RESULTS / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in RUN_FILES:
@@ -312,11 +325,12 @@ def main() -> None:
     p.add_argument("--collect", type=Path, help="a run dir to record under benchmark/results/ first")
     p.add_argument("--name", help="the record's name, with --collect")
     p.add_argument("--note", default="", help="what a reader must know about the run, with --collect")
+    p.add_argument("--float16", action="store_true", help="with --collect: ship the weights as float16 (half the MB)")
     p.add_argument("--evaluate", nargs="+", default=[], metavar="NAME",
                    help="records whose shipped weights to play under the evaluation protocol first")
     a = p.parse_args()
     if a.collect:
-        collect(a.collect, a.name or a.collect.name, a.note)
+        collect(a.collect, a.name or a.collect.name, a.note, a.float16)
     for name in a.evaluate:
         evaluate_shipped(name)
     intro = (BENCH / "RESULTS.intro.md").read_text() if (BENCH / "RESULTS.intro.md").exists() else ""

@@ -8,6 +8,7 @@ runs with `--total-timesteps 3000` alone.
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import importlib
 import os
@@ -105,6 +106,33 @@ def read_progress(run_dir: Path) -> list[dict]:
 def load_script(script: str):
     """An agent script imported as a module, once (its name in sys.modules, where dataclasses and tyro look)."""
     return importlib.import_module(script.removesuffix(".py"))
+
+
+@contextlib.contextmanager
+def process_state_kept():
+    """Run an agent's `main` in this process and put back what it changes there: its SIGINT/SIGTERM handlers and
+    torch's thread count (ppo_mlp sets it)."""
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+        if torch:
+            torch.set_num_threads(threads)
+
+
+def run_main(script: str, *flags: str):
+    """An agent script's `main` run in this process with these command-line flags; returns its parsed Args."""
+    import tyro
+
+    module = load_script(script)
+    args = tyro.cli(module.Args, args=list(flags))
+    with process_state_kept():
+        module.main(args)
+    return args
 
 
 def is_whole_pong_game(score: float) -> bool:

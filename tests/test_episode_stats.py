@@ -15,7 +15,6 @@ directly, without Ray.
 from __future__ import annotations
 
 import json
-import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ import pytest
 import tyro
 
 from conftest import (SCRIPTS, SMOKE_FLAGS, assert_eval_report, checkpoint_name, checkpoint_step, load_script,
-                      read_progress, smoke_flags)
+                      process_state_kept, read_progress, smoke_flags)
 
 
 # ---------------------------------------------------------------------------- the recorder
@@ -128,21 +127,13 @@ def recorded_runs(tmp_path_factory):
             module = load_script(script)
             run_dir = tmp_path_factory.mktemp(script.removesuffix(".py") + "-recorded") / "run"
             args = tyro.cli(module.Args, args=[*smoke_flags(script), "--run-dir", str(run_dir)])
-            handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-            torch = __import__("torch") if hasattr(module, "torch") else None
-            threads = torch.get_num_threads() if torch else None
-            with pytest.MonkeyPatch.context() as mp:
+            with pytest.MonkeyPatch.context() as mp, process_state_kept():  # main installs its own signal handlers
                 made = record_make_env(mp, module)
                 try:
                     module.main(args)
                 except BaseException as e:
                     done[script] = e  # the next test of this script fails at once, without running it again
                     raise
-                finally:  # main installs its own handlers (and ppo_mlp sets torch's threads)
-                    signal.signal(signal.SIGINT, handlers[0])
-                    signal.signal(signal.SIGTERM, handlers[1])
-                    if torch:
-                        torch.set_num_threads(threads)
             done[script] = (args, run_dir, made)
         return done[script]
 
