@@ -57,11 +57,11 @@ def sticky_env(script: str, sticky: float):
     """One game of `script`'s training env family, made by its own make_env with this sticky-action probability."""
     m = load_script(script)
     if script == "dqn_cnn.py":
-        return m.make_env("PongNoFrameskip-v4", 1, 0, sticky=sticky)
+        return m.make_env("PongNoFrameskip-v4", 1, sticky=sticky)
     if script == "ppo_mlp.py":
         return m.make_env("PongNoFrameskip-v4", 1, 4, sticky=sticky)
     if script == "pg_numpy.py":
-        return m.make_env("ALE/Pong-v5", 1, 0, sticky=sticky)
+        return m.make_env("ALE/Pong-v5", 1, sticky=sticky)
     if script == "ppo_ray.py":
         return m.make_env("pong", sticky, 4, 1)
     raise AssertionError(f"no env factory for {script}")
@@ -92,24 +92,24 @@ def test_make_env_sticky_makes_the_game_sticky(script):
 
 
 # ---------------------------------------------------------------------------- --eval-checkpoint and --eval-sticky
-class RecordedAleEnv:
+class RecordedAleEnv(REAL_ALE_VECTOR_ENV):
     """A real ale-py vector env made with the keyword arguments the script gave, every call passed through; keeps the
     actions it was sent, its rewards and episode ends (and its observations, if asked). `one_step_games`: every
     step ends every game, lost 0-21, so that an evaluation finishes at once."""
 
     def __init__(self, kwargs: dict, one_step_games: bool, keep_obs: bool):
+        super().__init__(**kwargs)
         self.kwargs = kwargs
-        self._envs = REAL_ALE_VECTOR_ENV(**kwargs)
         self.one_step_games, self.keep_obs = one_step_games, keep_obs
         self.actions, self.rewards, self.dones, self.obs = [], [], [], []
 
     def reset(self, *args, **kwargs):
-        obs, info = self._envs.reset(*args, **kwargs)
+        obs, info = super().reset(*args, **kwargs)
         self.obs = [obs.copy()] if self.keep_obs else []  # what the agent sees before its next action
         return obs, info
 
     def step(self, actions):
-        obs, reward, terminated, truncated, info = self._envs.step(actions)
+        obs, reward, terminated, truncated, info = super().step(actions)
         if self.one_step_games:
             reward, terminated = np.full_like(reward, -21), np.ones_like(terminated)
         self.actions.append(np.array(actions).copy())
@@ -118,9 +118,6 @@ class RecordedAleEnv:
         if self.keep_obs:
             self.obs.append(obs.copy())
         return obs, reward, terminated, truncated, info
-
-    def __getattr__(self, name):
-        return getattr(self._envs, name)
 
 
 def record_ale_envs(monkeypatch, one_step_games: bool = False, keep_obs: bool = False) -> list[RecordedAleEnv]:
