@@ -1,0 +1,71 @@
+"""Train one script on several seeds, one run after another, and record each finished run.
+
+    python benchmark/seeds.py ppo_mlp.py --seeds 1 2 3 --total-timesteps 6000000 --record
+    python benchmark/seeds.py dqn_cnn.py --seeds 1 2 3 --total-timesteps 2000000 -- --target-return 19.5
+
+Each seed trains in `<runs-dir>/<script stem>/seed<N>` with the script's defaults and the flags after `--`
+(run-control flags only, for a reported run). Two training runs never share the 2 cores: the seeds run in
+turn. Running the same command again continues what a stop left unfinished (`--resume`) and leaves finished runs
+as they are, so a long batch survives a session's end; a larger `--total-timesteps` continues the runs that ended
+at their budget.
+With `--record`, each finished run is recorded as `benchmark/results/<stem>_seed<N>/` (`report.py --collect`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+def finished(run_dir: Path, total: int) -> bool:
+    """The run ended (its budget or `--target-return` reached, its final evaluation written) within `total` steps."""
+    if not (run_dir / "eval.json").exists():
+        return False
+    return json.loads((run_dir / "args.json").read_text())["total_timesteps"] >= total
+
+
+def seed_command(script: str, seed: int, run_dir: Path, total: int, extra: list[str]) -> list[str]:
+    """The command that starts this seed's run, or continues it where a stop left it."""
+    started = (run_dir / "args.json").exists() and any(run_dir.glob("checkpoint.*"))
+    where = ["--resume", str(run_dir)] if started else ["--seed", str(seed), "--run-dir", str(run_dir), *extra]
+    return [sys.executable, str(ROOT / script), *where, "--total-timesteps", str(total)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("script", help="an agent script in the repository root, e.g. ppo_mlp.py")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--total-timesteps", type=int, required=True, help="each seed's budget in agent steps")
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "seeds")
+    p.add_argument("--record", action="store_true", help="record each finished run under benchmark/results/")
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)  # the flags after `--` are the script's
+    a = p.parse_args(argv[:cut])
+    a.extra = argv[cut + 1:]
+    if not (ROOT / a.script).is_file():
+        raise SystemExit(f"seeds.py: error: {a.script}: no such script in {ROOT}")
+    stem = Path(a.script).stem
+    for seed in a.seeds:
+        run_dir = a.runs_dir / stem / f"seed{seed}"
+        if finished(run_dir, a.total_timesteps):
+            print(f"seed {seed}: done ({run_dir})", flush=True)
+            continue
+        command = seed_command(a.script, seed, run_dir, a.total_timesteps, a.extra)
+        print(f"seed {seed}: {' '.join(command[1:])}", flush=True)
+        code = subprocess.run(command, cwd=ROOT).returncode
+        if code != 0:
+            raise SystemExit(f"seeds.py: seed {seed} stopped with exit code {code}; run the same command to go on")
+        if a.record:
+            from report import collect
+
+            collect(run_dir, f"{stem}_seed{seed}", note=f"seed {seed} of `python benchmark/seeds.py {a.script}`")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""benchmark/seeds.py: several seeds of one script in turn, and a rerun that continues only what is unfinished."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, checkpoint_step, read_progress, script_env
+
+TINY = ["--", "--num-envs", "2", "--batch-episodes", "1", "--eval-episodes", "1", "--save-every", "500"]
+
+
+def seeds(runs, *flags: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "benchmark" / "seeds.py"), "pg_numpy.py", "--runs-dir", str(runs), *flags]
+    return subprocess.run(command, capture_output=True, text=True, env=script_env(), timeout=600)
+
+
+def test_each_seed_trains_in_its_own_run_dir_and_a_rerun_changes_nothing(tmp_path):
+    first = seeds(tmp_path, "--seeds", "1", "2", "--total-timesteps", "1500", *TINY)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    run_dirs = [tmp_path / "pg_numpy" / f"seed{seed}" for seed in (1, 2)]
+    for seed, run_dir in zip((1, 2), run_dirs):
+        settings = json.loads((run_dir / "args.json").read_text())
+        assert settings["seed"] == seed and settings["num_envs"] == 2 and settings["total_timesteps"] == 1500
+        assert (run_dir / "eval.json").exists() and checkpoint_step(run_dir / "checkpoint.npz") >= 1500
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    again = seeds(tmp_path, "--seeds", "1", "2", "--total-timesteps", "1500", *TINY)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "seed 1: done" in again.stdout and "seed 2: done" in again.stdout, again.stdout
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files, "a finished seed was changed"
+
+
+def test_a_larger_budget_continues_a_finished_seed_from_its_checkpoint(tmp_path):
+    assert seeds(tmp_path, "--seeds", "3", "--total-timesteps", "1500", *TINY).returncode == 0
+    run_dir = tmp_path / "pg_numpy" / "seed3"
+    rows_before = read_progress(run_dir)
+    more = seeds(tmp_path, "--seeds", "3", "--total-timesteps", "3000", *TINY)
+    assert more.returncode == 0, more.stdout[-2000:] + more.stderr[-2000:]
+    assert "--resume" in more.stdout and checkpoint_step(run_dir / "checkpoint.npz") >= 3000
+    assert read_progress(run_dir)[:len(rows_before)] == rows_before
+    assert json.loads((run_dir / "args.json").read_text())["total_timesteps"] == 3000
