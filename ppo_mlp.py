@@ -829,7 +829,10 @@ class LinearSchedule:
     def resumed(self, step: int, old_total: int, new_total: int, name: str) -> LinearSchedule:
         """After a resume at `step` with another `--total-timesteps`: from the value reached, what remains is
         stretched (or squeezed) in proportion to the steps left, so it never jumps; a finished one stays."""
-        if new_total == old_total or step >= self.end_step:
+        if new_total == old_total:
+            return self
+        if step >= self.end_step:
+            print(f"--total-timesteps changed: the {name} schedule had finished; it stays at {self.end_value:.4g}")
             return self
         end = step + (self.end_step - step) * (new_total - step) / max(old_total - step, 1)
         print(f"--total-timesteps changed: {name} {self(step):.4g} at step {step:,} reaches {self.end_value:.4g} "
