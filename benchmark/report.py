@@ -4,6 +4,9 @@
     python benchmark/report.py --collect runs/dqn_pong_s1 --name dqn_cnn --note "..."   # record a run first
     python benchmark/report.py --evaluate dqn_cnn                # replay its shipped weights under the protocol
 
+Runs recorded by `benchmark/seeds.py --record` (`<script>_seed<N>`) also get a per-script table: each seed's
+steps and wall time to each level of its curve, and the median, min and max over the seeds that reached it.
+
 A run record is `benchmark/results/<name>/`: the run's progress.csv, eval.json, args.json,
 commands.txt and a meta.json (hardware, date, note) that `--collect` writes. `--collect` also copies the
 run's final weights to `benchmark/checkpoints/<name>.<pt|npz>` (they must be at most 8 MB), so the
@@ -222,6 +225,65 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+# The levels each script's seeds are timed to: the mean of the last 100 training games (pg_numpy: Karpathy's running
+# mean, the seed's measure), the first of them the threshold a seed must reach to count as a success.
+SEED_LEVELS = {"dqn_cnn": ("mean-100", (19, 0, 10)), "ppo_mlp": ("mean-100", (14, 0, 10, 19)),
+               "ppo_ray": ("mean-100", (14, 0, 10, 19)), "pg_numpy": ("running_mean", (0, -10, 5))}
+
+
+def first_reached(rows: dict[str, np.ndarray], measure: str, level: float) -> tuple[int, float] | None:
+    """(agent step, wall seconds) at the first episode where the measure reached `level`; mean-100 counts only once
+    100 games are in it. None: never reached."""
+    if measure == "mean-100":
+        curve, ok = mean_last(rows["episodic_return"]), np.arange(len(rows["episodic_return"])) >= 99
+    else:
+        curve, ok = rows[measure], np.ones(len(rows[measure]), bool)
+    hit = np.flatnonzero(ok & (curve >= level))
+    return (int(rows["global_step"][hit[0]]), float(rows["wall_time_s"][hit[0]])) if len(hit) else None
+
+
+def plot_seeds(stem: str, runs: dict[str, dict[str, np.ndarray]]) -> str:
+    """Every seed's mean-100 curve of one script on one pair of axes: how much the seed matters."""
+    fig, axes = steps_and_hours_figure("agent steps (millions)", "wall time (hours)")
+    for i, (name, rows) in enumerate(runs.items()):
+        curve = mean_last(rows["episodic_return"])
+        for ax, x in zip(axes, (rows["global_step"] / 1e6, rows["wall_time_s"] / 3600)):
+            ax.plot(x, curve, color=f"C{i}", label=f"seed {name.rsplit('seed', 1)[1]}")
+    axes[0].set_ylabel("mean return of the last 100 training games")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(f"{stem}: every seed")
+    return save_figure(fig, f"{stem}_seeds").name
+
+
+def seeds_table() -> list[str]:
+    """Per script, every seed recorded by `benchmark/seeds.py --record` (`<script>_seed<N>`): steps and wall time to
+    each level, and the median, min and max over the seeds that reached it. A seed that never did stays listed."""
+    lines = []
+    for stem, (measure, levels) in SEED_LEVELS.items():
+        records = sorted(RESULTS.glob(f"{stem}_seed*"), key=lambda d: int(d.name.rsplit("seed", 1)[1]))
+        if not records:
+            continue
+        runs = {d.name: read_rows(d / "progress.csv") for d in records}
+        png = plot_seeds(stem, runs)
+        lines += [f"### {stem}: {len(records)} seeds, {measure} to each level ([curves](plots/{png}))", "",
+                  "| seed | " + " | ".join(f"{measure} {level:+g}" for level in levels) + " |",
+                  "|---|" + "---|" * len(levels)]
+        reached = {level: [first_reached(rows, measure, level) for rows in runs.values()] for level in levels}
+        for i, name in enumerate(runs):
+            cells = [f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached" for r in
+                     (reached[level][i] for level in levels)]
+            lines.append(f"| {name.rsplit('seed', 1)[1]} | " + " | ".join(cells) + " |")
+        for label, pick in (("median", np.median), ("min", np.min), ("max", np.max)):
+            cells = []
+            for level in levels:
+                hits = [r for r in reached[level] if r]
+                cells.append(f"{pick([r[0] for r in hits]):,.0f} steps, {hours(float(pick([r[1] for r in hits])))} "
+                             f"({len(hits)}/{len(runs)})" if hits else "none reached")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def score_table() -> list[str]:
     lines = ["| run | eval, deterministic (mean ± std, games) | eval, sticky actions 0.25 | final mean-100 train "
              "return | agent steps | frames | wall time | SPS | hardware | command | date | note |", "|" + "---|" * 12]
@@ -335,7 +397,8 @@ def main() -> None:
         evaluate_shipped(name)
     intro = (BENCH / "RESULTS.intro.md").read_text() if (BENCH / "RESULTS.intro.md").exists() else ""
     text = "\n".join([intro.rstrip(), "", "## Scores", "", *score_table(), "", "## Evaluation protocol", "",
-                      *protocol_table(), "", "## Throughput", "",
+                      *protocol_table(), "", *(["## Seeds", "", *seeds] if (seeds := seeds_table()) else []),
+                      "## Throughput", "",
                       *throughput_table(), ""])
     (BENCH / "RESULTS.md").write_text("<!-- made by `python benchmark/report.py`; edit RESULTS.intro.md -->\n" +
                                       text.lstrip())
