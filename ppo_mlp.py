@@ -191,6 +191,11 @@ def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float]
         reward_clipping=False, autoreset_mode="NextStep"))
 
 
+def eval_sticky(args: Args, env_id: str) -> float:
+    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
+    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+
+
 def num_inputs(crop_bottom: int) -> int:
     return len(range(CROP_TOP, crop_bottom, 2)) * 80
 
@@ -374,6 +379,11 @@ def ppo_update(agent: Agent, optimizer: torch.optim.Optimizer, batch: dict, use:
     return dict(zip(keys, (totals / count).tolist()))
 
 
+def lr_schedule_for(learning_rate: float, total_timesteps: int, anneal_lr: bool) -> LinearSchedule:
+    """Adam's learning rate over a run: annealed linearly to 0 at `total_timesteps` (`--anneal-lr`), else constant."""
+    return LinearSchedule(0, learning_rate, total_timesteps if anneal_lr else 0, 0.0 if anneal_lr else learning_rate)
+
+
 # ---------------------------------------------------------------------------- training loop
 def train(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, lr_schedule: LinearSchedule, run: RunLog,
           global_step: int, iteration: int, device: torch.device) -> tuple[int, int]:
@@ -468,8 +478,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         a = ckpt["args"]
-        ckpt["lr_schedule"] = asdict(LinearSchedule(0, a["learning_rate"], a["total_timesteps"] if a["anneal_lr"]
-                                                    else 0, 0.0 if a["anneal_lr"] else a["learning_rate"]))
+        ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p
 
 
@@ -485,7 +494,7 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom")}})
     agent = Agent(num_inputs(trained.crop_bottom)).to(device)
     agent.load_state_dict(ckpt["model"])
-    sticky = ale_game(trained.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+    sticky = eval_sticky(args, trained.env_id)
     out_dir = new_run_dir(args, trained.env_id, "-eval")
     returns = evaluate(agent, trained, sticky, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, device,
                        out_dir / "videos" if args.capture_video else None)
@@ -557,8 +566,7 @@ def main(args: Args) -> None:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     agent = Agent(num_inputs(args.crop_bottom)).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-    lr_schedule = LinearSchedule(0, args.learning_rate, args.total_timesteps if args.anneal_lr else 0,
-                                 0.0 if args.anneal_lr else args.learning_rate)
+    lr_schedule = lr_schedule_for(args.learning_rate, args.total_timesteps, args.anneal_lr)
     global_step, iteration = 0, 0
     if ckpt is not None:
         agent.load_state_dict(ckpt["model"])
@@ -580,7 +588,7 @@ def main(args: Args) -> None:
     final = run_dir / "final_model.pt"
     save_atomic({"script": SCRIPT, "args": asdict(args), "model": agent.state_dict(), "global_step": global_step},
                 final)
-    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+    sticky = eval_sticky(args, args.env_id)
     returns = evaluate(agent, args, sticky, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, device,
                        run_dir / "videos" if args.capture_video else None)
     run.finish(global_step, report_eval(run_dir, returns, final, args.env_id, sticky))

@@ -446,6 +446,11 @@ def ppo_update(args: Args, model: Policy, optimizer: torch.optim.Optimizer, pool
             "losses/clipfrac": float(np.mean(clipfracs)), "losses/grad_norm": grad_norm}
 
 
+def lr_schedule_for(learning_rate: float, total_timesteps: int, anneal_lr: bool) -> LinearSchedule:
+    """Adam's learning rate over a run: annealed linearly to 0 at `total_timesteps` (`--anneal-lr`), else constant."""
+    return LinearSchedule(0, learning_rate, total_timesteps if anneal_lr else 0, 0.0 if anneal_lr else learning_rate)
+
+
 # ---------------------------------------------------------------------------- training loop
 def train(args: Args, model: Policy, optimizer: torch.optim.Optimizer, lr_schedule: LinearSchedule, run: RunLog,
           pool: WorkerPool, global_step: int, iteration: int) -> tuple[int, int]:
@@ -506,8 +511,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
                        "load it with that version")
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         a = ckpt["args"]
-        ckpt["lr_schedule"] = asdict(LinearSchedule(0, a["learning_rate"], a["total_timesteps"] if a["anneal_lr"]
-                                                    else 0, 0.0 if a["anneal_lr"] else a["learning_rate"]))
+        ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p
 
 
@@ -803,8 +807,7 @@ def main(args: Args) -> None:
         torch.backends.cudnn.deterministic = args.torch_deterministic
         model = Policy().to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-        lr_schedule = LinearSchedule(0, args.learning_rate, args.total_timesteps if args.anneal_lr else 0,
-                                     0.0 if args.anneal_lr else args.learning_rate)
+        lr_schedule = lr_schedule_for(args.learning_rate, args.total_timesteps, args.anneal_lr)
         global_step, iteration = 0, 0
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
