@@ -10,15 +10,17 @@ Each worker (a Ray actor) plays `--num-envs` games in ale-py's vector env. An it
 worker plays `--num-steps` steps per game with the same weights and keeps the steps of the points that ended; a
 point still running waits on its worker, the PPO ratio corrects the lag) and `--update-epochs` x
 `--num-minibatches` gradient rounds (each worker sends the gradient of a minibatch of its own samples; the learner
-averages them weighted by sample counts and steps Adam). Only weights and gradients travel. Ray restarts a dead
-worker (`--max-restarts`, logged in `workers.csv`); a round goes on with the answers that arrived. Without
-`--ray-address` a private local Ray sized to the workers lives as long as the run; Ray's processes ignore SIGINT.
+averages them weighted by sample counts and steps Adam). Only weights and gradients travel. A dead worker (its node
+lost, say) is left out of the rounds until Ray has restarted it where there is room (`--max-restarts`,
+`--worker-timeout`; `workers.csv` logs where each ran). Without `--ray-address` a private local Ray sized to the
+workers lives as long as the run; Ray's processes ignore SIGINT.
 Worker RNG, games and pending steps are not checkpointed: `--resume` restarts the games. Preprocessing is
 Karpathy's (rows 35..194, every second pixel of the red channel, court colours erased): the difference of two such
 images shows the MLP the ball's motion without a frame stack.
 
-Where it departs from the seed (roughly `--update-epochs 1 --num-minibatches 1 --learning-rate 1e-4 --no-anneal-lr
---ent-coef 0`, where one epoch of one minibatch is the plain policy gradient): PPO-clip, 4 epochs of 4 minibatches;
+Where it departs from the seed (roughly `--update-epochs 1 --learning-rate 1e-4 --no-anneal-lr --ent-coef 0`, where
+one epoch of one batch is the plain policy gradient): PPO-clip, 4 epochs of one batch each (CleanRL's 4 minibatches,
+`--num-minibatches 4`, cost 4x the gradient rounds, each a hand-over of the weights and the gradients);
 Adam annealed, grad norm 0.5 and entropy 0.01 as CleanRL (the seed's RMSProp has no flag); `--num-steps` per game
 instead of whole episodes, so workers finish rounds together; `PongNoFrameskip-v4` with `--frameskip 4`, not
 Pong-v0's random 2-4 skip (`--env-id ALE/Pong-v5` for its sticky actions).
@@ -101,6 +103,9 @@ class Args:
     """CPUs Ray reserves for each actor (fractions allowed); all workers must fit the cluster's CPUs"""
     max_restarts: int = 3
     """Ray restarts of each actor after it dies (-1: unlimited); a worker out of restarts is dropped"""
+    worker_timeout: float = 300.0
+    """seconds a dead worker may take to come back (Ray places it again once the cluster has room) before it is
+    dropped; a run left with no worker stops with a checkpoint"""
     num_envs: int = 4
     """games per worker (ale-py's vector env, one thread)"""
     num_steps: int = 128
@@ -117,7 +122,7 @@ class Args:
     """standardise the returns over the iteration's samples (all workers) into advantages"""
     update_epochs: int = 4
     """PPO epochs per rollout over all workers' data"""
-    num_minibatches: int = 4
+    num_minibatches: int = 1
     """gradient rounds (optimizer steps) per epoch; each worker contributes that share of its own samples"""
     clip_coef: float = 0.1
     """PPO's surrogate clipping coefficient"""
@@ -134,6 +139,7 @@ def check_args(args: Args) -> None:
     need(args.num_workers > 0, "--num-workers", "at least 1", args.num_workers)
     need(args.cpus_per_worker > 0, "--cpus-per-worker", "positive", args.cpus_per_worker)
     need(args.max_restarts >= -1, "--max-restarts", "-1 (unlimited) or at least 0", args.max_restarts)
+    need(args.worker_timeout > 0, "--worker-timeout", "a positive number of seconds", args.worker_timeout)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.num_steps > 0, "--num-steps", "at least 1", args.num_steps)
     need(args.frameskip > 0, "--frameskip", "at least 1", args.frameskip)
@@ -240,7 +246,9 @@ def weights_numpy(model: nn.Module) -> dict:
 
 
 def load_weights(model: nn.Module, weights: dict) -> None:
-    model.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in weights.items()})
+    """Copy the weights a worker receives (read-only arrays in Ray's object store) into its CPU model in place."""
+    for name, p in model.state_dict().items():
+        np.copyto(p.numpy(), weights[name])
 
 
 # ---------------------------------------------------------------------------- rollout: the Ray actor
@@ -285,7 +293,8 @@ class Worker:
         self.order = None  # this batch's samples in the current epoch's order; dealt out at each minibatch 0
 
     def info(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname()}
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+        return {"pid": os.getpid(), "host": socket.gethostname(), "node": node}
 
     def _start(self, seed: int) -> None:
         seq = np.random.SeedSequence([seed, self.index])
@@ -662,14 +671,19 @@ def join_cluster(address: str) -> None:
     raise BadInput(f"--ray-address {address!r}: could not join a Ray cluster there: {first}")
 
 
-class WorkerPool:
-    """The Ray actors and what becomes of them. Ray restarts a dead one (`max_restarts`); with `max_task_retries=0`
-    a call to it fails (RayActorError; ActorUnavailableError while Ray restarts it) rather than being replayed. A
-    round goes on with the answers that arrived; the worker is called again each round until it answers (a
-    restarted one plays fresh games). Out of restarts, or not back `give_up_s` after its death: dropped. Deaths,
-    restarts and drops are printed, logged to `workers.csv` and counted in `charts/worker_failures`."""
+# A worker's answer is lost with it: its process died (RayActorError), or its node did, with the answer still in
+# that node's object store (ObjectLostError)
+LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
 
-    give_up_s = 600.0  # a worker not back this long after its death is dropped (its node is gone, say)
+
+class WorkerPool:
+    """The Ray actors and what becomes of them. Ray restarts a dead one (`max_restarts`) once the cluster has room
+    for it; with `max_task_retries=0` a call in flight when it dies fails rather than being replayed. A round calls
+    the workers that are up and goes on with the answers that arrive. A dead worker is left out of the rounds and
+    asked in the background (a cheap `info` call, never waited on) until it answers: restarted, it plays fresh
+    games from the next round, so the survivors keep their own pace meanwhile. Out of restarts, or not back
+    `--worker-timeout` s after its death (its node is gone, say): dropped. Deaths, restarts and drops are printed,
+    logged to `workers.csv` (step, time, worker, pid, host, Ray node) and counted in `charts/worker_failures`."""
 
     def __init__(self, args: Args, stop_signal: list[int], failures: int):
         game = ale_game(args.env_id)
@@ -679,28 +693,31 @@ class WorkerPool:
                         for i in range(args.num_workers)]
         self.args, self.stop_signal, self.failures = args, stop_signal, failures
         self.alive, self.deaths = list(range(args.num_workers)), [0] * args.num_workers
-        self.pids: dict[int, int] = {}
-        self.down: dict[int, float] = {}  # worker -> when it died; calls to it fail fast while Ray restarts it
+        self.where: dict[int, dict] = {}  # worker -> pid, host and node of its latest process
+        self.down: dict[int, float] = {}  # worker -> when it died; left out of rounds until it answers again
+        self.probes: dict[int, ray.ObjectRef] = {}  # worker -> the pending `info` call that asks if it is back
         self.events: list[tuple] = []  # workers.csv rows, written once the run dir exists
         self.run, self.file, self.step = None, None, 0
 
     def start(self, global_step: int) -> None:
-        """Wait until every worker has answered once (logging its PID and host), or a signal came."""
+        """Wait until every worker has answered once (logging where it runs), or a signal came."""
         waited = time.time()
-        while not self.stop_signal and any(i not in self.pids for i in self.alive):
-            self.round(global_step, "info", [i for i in self.alive if i not in self.pids])
-            if any(i not in self.pids for i in self.alive):
+        while not self.stop_signal and any(i not in self.where for i in self.alive):
+            self.round(global_step, "info", [i for i in self.alive if i not in self.where])
+            if any(i not in self.where for i in self.alive):
                 time.sleep(0.5)
                 if time.time() - waited > 60:
-                    print(f"still waiting for {sum(i not in self.pids for i in self.alive)} workers to start (are "
+                    print(f"still waiting for {sum(i not in self.where for i in self.alive)} workers to start (are "
                           "the cluster's CPUs busy?)", file=sys.stderr, flush=True)
                     waited = time.time()
         self.exit_if_gone()
 
     def round(self, global_step: int, method: str, targets: list[int], *call_args) -> dict[int, dict]:
-        """Call `method` on each target worker; the answers that arrived, by worker. A second signal abandons it."""
+        """Call `method` on each target worker that is up; the answers that arrived, by worker. A second signal
+        abandons it."""
         self.step = global_step
-        refs = {getattr(self.workers[i], method).remote(*call_args): i for i in targets}
+        self.ask_the_dead()
+        refs = {getattr(self.workers[i], method).remote(*call_args): i for i in targets if i not in self.down}
         pending, answers = list(refs), {}
         while pending:
             if len(self.stop_signal) >= 2:
@@ -712,47 +729,70 @@ class WorkerPool:
                 try:
                     answers[i] = ray.get(ref)
                     self.answered(i, answers[i])
-                except ray.exceptions.RayActorError as e:
+                except LOST as e:
                     self.failed(i, method, e)
         return dict(sorted(answers.items()))
 
+    def ask_the_dead(self) -> None:
+        """For each dead worker: take the answer of its background `info` call if it came (it is back), else drop
+        it after `--worker-timeout` s, else keep one such call pending."""
+        for i in list(self.down):
+            probe = self.probes.pop(i, None)
+            if probe is not None and ray.wait([probe], timeout=0)[0]:
+                try:
+                    self.answered(i, ray.get(probe))
+                    continue
+                except LOST:  # not placed again yet, or died again
+                    probe = None
+            if time.time() - self.down[i] > self.args.worker_timeout:
+                self.drop(i, f"not back {self.args.worker_timeout:g} s after it died (--worker-timeout)")
+            else:
+                self.probes[i] = probe or self.workers[i].info.remote()
+
     def answered(self, i: int, answer: dict) -> None:
+        before = self.where.get(i)
+        self.where[i] = {**(before or {}), **{k: answer[k] for k in ("pid", "host", "node") if k in answer}}
         if i in self.down:
             del self.down[i]
-            restarted = answer["pid"] != self.pids.get(i)
-            print(f"worker {i} restarted: pid {answer['pid']} (was {self.pids.get(i)}), fresh games, current weights"
-                  if restarted else f"worker {i} answers again (pid {answer['pid']})", flush=True)
-            self.event(i, answer["pid"], answer.get("host", ""), "restarted" if restarted else "back")
-        elif i not in self.pids:
-            print(f"worker {i}: pid {answer['pid']} on {answer['host']}, {self.args.num_envs} games", flush=True)
-            self.event(i, answer["pid"], answer["host"], "started")
-        self.pids[i] = answer["pid"]
+            was = (before or {}).get("pid")
+            restarted = answer["pid"] != was
+            print(f"worker {i} restarted: pid {answer['pid']} (was {was}) on node "
+                  f"{self.where[i]['node'][:8]}, fresh games, current weights" if restarted else
+                  f"worker {i} answers again (pid {answer['pid']})", flush=True)
+            self.event(i, "restarted" if restarted else "back")
+        elif before is None:
+            print(f"worker {i}: pid {answer['pid']} on {answer['host']}, Ray node {answer['node'][:8]}, "
+                  f"{self.args.num_envs} games", flush=True)
+            self.event(i, "started")
 
     def failed(self, i: int, method: str, error: Exception) -> None:
-        if i in self.down:  # still restarting
-            if time.time() - self.down[i] > self.give_up_s:
-                self.drop(i, f"not back {self.give_up_s:.0f} s after it died")
-            return
         self.failures += 1
         self.deaths[i] += 1
         self.down[i] = time.time()
-        print(f"worker {i} (pid {self.pids.get(i)}) died during {method} at step {self.step:,} "
-              f"({type(error).__name__}); this round goes on with the workers that answered", flush=True)
-        self.event(i, self.pids.get(i), "", "died")
+        where = self.where.get(i, {})
+        print(f"worker {i} (pid {where.get('pid')}, node {where.get('node', '?')[:8]}) died during {method} at step "
+              f"{self.step:,} ({type(error).__name__}); the run goes on with the workers that are up", flush=True)
+        self.event(i, "died")
         if self.run is not None:
             self.run.log(self.step, {"charts/worker_failures": self.failures})
         if 0 <= self.args.max_restarts < self.deaths[i]:
             self.drop(i, f"out of restarts (--max-restarts {self.args.max_restarts})")
+        elif all(w in self.down for w in self.alive):
+            print(f"no worker is up: waiting up to {self.args.worker_timeout:g} s (--worker-timeout) for Ray to "
+                  "restart one", flush=True)
 
     def drop(self, i: int, why: str) -> None:
         self.alive.remove(i)
         self.down.pop(i, None)
+        self.probes.pop(i, None)
         self.gone = f"all {self.args.num_workers} workers are gone ({why})"
         print(f"worker {i} dropped: {why}; {len(self.alive)} workers left", flush=True)
-        self.event(i, self.pids.get(i), "", "dropped")
+        self.event(i, "dropped")
 
-    def event(self, i: int, pid: Optional[int], host: str, what: str) -> None:
-        self.events.append((self.step, i, pid, host, what))
+    def event(self, i: int, what: str) -> None:
+        where = self.where.get(i, {})
+        self.events.append((self.step, time.strftime("%Y-%m-%dT%H:%M:%S%z"), i, where.get("pid"),
+                            where.get("host", ""), where.get("node", ""), what))
         self.write_events()
 
     def write_events(self) -> None:
@@ -767,7 +807,7 @@ class WorkerPool:
         self.run, self.file = run, open(path, "a", newline="")
         self.csv = csv.writer(self.file)
         if path.stat().st_size == 0:
-            self.csv.writerow(["global_step", "worker", "pid", "host", "event"])
+            self.csv.writerow(["global_step", "time", "worker", "pid", "host", "node", "event"])
         self.write_events()
 
     def close(self) -> None:

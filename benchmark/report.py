@@ -307,25 +307,43 @@ def score_table() -> list[str]:
     return lines
 
 
-# The seed (../shared/seeds/002_*.txt, Ray's pg-pong example) quotes, on 64 physical cores: a batch of 1 game in
-# ~1 s and a batch of 10 games (10 actors) in ~2.5 s, for an untrained policy. A game lost 0-21 lasts ~3,400
-# emulator frames (our untrained runs: ~850 agent steps x frame skip 4). One actor holds one core in both.
-SEED_FRAMES_PER_GAME = 3_400
-SEED_QUOTES = ((1, 1.0), (10, 2.5))  # (games in the batch = actors busy, seconds)
+LINKS_GBIT = (10, 1)  # the network links the scaling model assumes: a typical cloud cluster, and a slow one
+MODEL_WORKERS = (1, 2, 8, 32, 128)
 
 
-def seed_comparison(sps_1worker: float, sps_2workers: float) -> list[str]:
-    rows = ["| what | actors | emulator frames/s | per actor |", "|---|---|---|---|"]
-    for games, seconds in SEED_QUOTES:
-        fps = games * SEED_FRAMES_PER_GAME / seconds
-        rows.append(f"| the seed, batch of {games} (its text; 64-core machine) | {games} | ~{fps:,.0f} | "
-                    f"~{fps / games:,.0f} |")
-    for workers, sps in ((1, sps_1worker), (2, sps_2workers)):
-        rows.append(f"| ppo_ray.py, {workers} worker{'s' * (workers > 1)}, 4 PPO epochs x 4 minibatches (above) | "
-                    f"{workers} | {sps * 4:,.0f} | {sps * 4 / workers:,.0f} |")
-    return ["Beside the seed's own timings, per actor, i.e. per core (the seed's frames are estimated at "
-            f"{SEED_FRAMES_PER_GAME:,} per lost game; its CPU is not ours; ours include the learner on the same 2 cores):",
-            "", *rows]
+def scaling_model(b: dict, epochs: int = 4, steps_per_worker: int = 512) -> list[str]:
+    """ppo_ray.py's time per iteration and agent steps/s for N workers, from the measured parts of one iteration
+    (`throughput.py`'s ppo_ray_breakdown) and an assumed link speed; a model, not a measurement."""
+    ms, mb = b["ms"], b["weights_mb"]
+    rounds = 1 + epochs  # the rollout round and one gradient round per epoch (--num-minibatches 1)
+    fixed = (steps_per_worker * ms["rollout_per_agent_step"] + epochs * (ms["worker_gradient"] + ms["learner_step"])
+             + rounds * ms["ray_hand_off_2_workers"])
+    per_worker = epochs * ms["average_2_gradients"] / 2  # the learner's sum grows with the workers
+
+    def iteration_ms(workers: int, gbit: float) -> float:
+        transfers = rounds + epochs  # the weights out every round, a gradient back every gradient round
+        return fixed + workers * (per_worker + transfers * mb / (gbit * 125) * 1000)
+
+    head = "| workers | " + " | ".join(f"{g} Gbit/s: ms per iteration | {g} Gbit/s: agent steps/s"
+                                         for g in LINKS_GBIT) + " |"
+    rows = [head, "|" + "---|" * (1 + 2 * len(LINKS_GBIT))]
+    for n in MODEL_WORKERS:
+        cells = [f"{iteration_ms(n, g):,.0f} | {n * steps_per_worker / iteration_ms(n, g) * 1000:,.0f}"
+                 for g in LINKS_GBIT]
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    half = {g: fixed / (per_worker + (rounds + epochs) * mb / (g * 125) * 1000) for g in LINKS_GBIT}
+    return [f"**Scaling model, not a measurement.** One iteration at the defaults is one rollout round (each worker "
+            f"plays {steps_per_worker} agent steps) and {epochs} gradient rounds. Measured parts (same run, ms): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + f"; weights and each gradient are {mb:.1f} MB. "
+            "Assumed: each worker on a node of its own, so its rollout and gradient cost what they cost here; the "
+            "measured hand-off per round stays; every worker's copy of the weights and its gradient cross the "
+            "learner's one link in turn (no broadcast tree, no reduction on the way); the learner sums one more "
+            "gradient per worker.", "", *rows, "",
+            "It stops scaling where the learner's link and its summing of gradients cost as much as a worker's own "
+            "work: efficiency falls to half at about " + " and ".join(f"{half[g]:.0f} workers on {g} Gbit/s"
+                                                                        for g in LINKS_GBIT)
+            + ". Past that, the weights would have to go out as one broadcast and the gradients be summed per node "
+            "before they travel (Ray collectives or torch.distributed's all-reduce)."]
 
 
 def throughput_table() -> list[str]:
@@ -353,32 +371,33 @@ def throughput_table() -> list[str]:
     if "sps" in pg and "sps" in pg_env and pg.get("run") == pg_env.get("run"):
         lines += ["", f"pg_numpy.py's whole loop runs at {pg['sps'] / pg_env['sps']:.0%} of its env alone "
                   f"({pg['sps']:,.0f} against {pg_env['sps']:,.0f} agent steps/s, one run)."]
-    one, two = cases.get("ppo_ray_1worker", {}), cases.get("ppo_ray_2workers", {})
-    if "sps" in one and "sps" in two:
-        same_run = one.get("run") is not None and one.get("run") == two.get("run")
-        lines += ["", f"ppo_ray.py from 1 to 2 workers: {two['sps'] / one['sps']:.2f}x "
-                  f"({one['sps']:,.0f} -> {two['sps']:,.0f} agent steps/s"
-                  + (", measured in one run)." if same_run else "; not measured in the same run).")
-                  + (f" The env alone plays {cases['env_raw_4']['sps']:,.0f} steps/s in one worker's 4 games (same "
-                     f"run), so at most twice that, {2 * cases['env_raw_4']['sps']:,.0f}, for 2 workers on 2 cores "
-                     f"(assumed, not measured): the whole loop runs at {one['sps'] / cases['env_raw_4']['sps']:.0%} "
-                     f"(1 worker) and {two['sps'] / (2 * cases['env_raw_4']['sps']):.0%} (2 workers) of that "
-                     "ceiling; the rest is the policy, the PPO epochs and their gradient rounds (below)."
-                     if cases.get("env_raw_4", {}).get("run") == one.get("run") and same_run else ""),
-                  "", *seed_comparison(one["sps"], two["sps"])]
-    mb1 = cases.get("ppo_ray_1worker_1minibatch", {}), cases.get("ppo_ray_2workers_1minibatch", {})
-    if all("sps" in c for c in mb1) and mb1[0].get("run") == mb1[1].get("run"):
-        lines += ["", f"With one gradient round per epoch (`--num-minibatches 1`, 4 rounds per iteration instead of "
-                  f"16): {mb1[1]['sps'] / mb1[0]['sps']:.2f}x from 1 to 2 workers ({mb1[0]['sps']:,.0f} -> "
-                  f"{mb1[1]['sps']:,.0f}, one run)."]
+    lines += ppo_ray_scaling(cases)
     if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
         ms = cases["dqn_breakdown"]["ms_per_agent_step"]
         lines += ["", "Where dqn_cnn.py's time goes, ms per agent step (one env, one gradient step per 4 steps): " +
                   ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + "."]
-    if "ppo_ray_breakdown" in cases and "ms_per_round" in cases["ppo_ray_breakdown"]:
-        b = cases["ppo_ray_breakdown"]
-        lines += ["", "One ppo_ray.py gradient round, ms (" + b.get("setting", "") + "): " +
-                  ", ".join(f"{k} {v:.2f}" for k, v in b["ms_per_round"].items()) + "."]
+    if "ms" in cases.get("ppo_ray_breakdown", {}):
+        lines += ["", *scaling_model(cases["ppo_ray_breakdown"])]
+    return lines
+
+
+def ppo_ray_scaling(cases: dict) -> list[str]:
+    """1 -> 2 workers at the defaults and with 4 minibatches, each beside the seed's Ray example, from one run."""
+    lines = []
+    for suffix, what in (("", "defaults"), ("_4minibatches", "`--num-minibatches 4`, 4x the gradient rounds")):
+        one, two = cases.get(f"ppo_ray_1worker{suffix}", {}), cases.get(f"ppo_ray_2workers{suffix}", {})
+        if "sps" in one and "sps" in two and one.get("run") == two.get("run"):
+            lines += ["", f"ppo_ray.py ({what}) from 1 to 2 workers: **{two['sps'] / one['sps']:.2f}x** "
+                      f"({one['sps']:,.0f} -> {two['sps']:,.0f} agent steps/s, one run)."]
+    seed1, seed2 = cases.get("seed_ray_1actor", {}), cases.get("seed_ray_2actors", {})
+    ours = cases.get("ppo_ray_2workers", {})
+    if "sps" in seed1 and "sps" in seed2 and "sps" in ours and seed2.get("run") == ours.get("run"):
+        lines += ["", f"The seed's Ray example, run here in the same call (`benchmark/ray_pong_seed.py`: REINFORCE, "
+                  f"one whole Pong-v0 game per gradient, frame skip 2-4): {seed1['sps']:,.0f} agent steps/s with 1 "
+                  f"actor, {seed2['sps']:,.0f} with 2 ({seed2['sps'] / seed1['sps']:.2f}x). Per worker, 2 workers: "
+                  f"ppo_ray.py {ours['sps'] / 2:,.0f} agent steps/s, the seed's actors {seed2['sps'] / 2:,.0f} "
+                  f"({ours['sps'] / seed2['sps']:.2f}x the seed's pace; ppo_ray.py's steps are 4 emulator frames "
+                  "each, the seed's 3 on average)."]
     return lines
 
 

@@ -46,9 +46,9 @@ CASES = {
     "ppo_mlp": ("ppo_mlp.py", [], *PG_STEPS),
     "ppo_ray_1worker": ("ppo_ray.py", ["--num-workers", "1"], *PG_STEPS),
     "ppo_ray_2workers": ("ppo_ray.py", ["--num-workers", "2"], *PG_STEPS),
-    # The seed's shape: one gradient round per epoch (4 per iteration instead of 16), to show what the rounds cost.
-    "ppo_ray_1worker_1minibatch": ("ppo_ray.py", ["--num-workers", "1", "--num-minibatches", "1"], *PG_STEPS),
-    "ppo_ray_2workers_1minibatch": ("ppo_ray.py", ["--num-workers", "2", "--num-minibatches", "1"], *PG_STEPS),
+    # CleanRL's 4 minibatches: 4x the gradient rounds per iteration, to show what the rounds cost.
+    "ppo_ray_1worker_4minibatches": ("ppo_ray.py", ["--num-workers", "1", "--num-minibatches", "4"], *PG_STEPS),
+    "ppo_ray_2workers_4minibatches": ("ppo_ray.py", ["--num-workers", "2", "--num-minibatches", "4"], *PG_STEPS),
 }
 
 
@@ -78,6 +78,17 @@ def script_sps(script: str, flags: list[str], steps: int, warmup_steps: int) -> 
             raise RuntimeError(f"{script} failed: {proc.stderr[-1500:]}")
         return {**steady_sps(run_dir, warmup_steps),
                 "command": " ".join(["python", script, "--total-timesteps", str(steps), "--seed", "1", *flags])}
+
+
+def seed_ray_sps(actors: int, seconds: float = 150.0) -> dict:
+    """The seed's Ray example (`ray_pong_seed.py`) with `actors` actors: agent steps per second, steady state."""
+    cmd = [sys.executable, str(ROOT / "benchmark" / "ray_pong_seed.py"), "--actors", str(actors), "--seconds",
+           str(seconds)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ray_pong_seed.py failed: {proc.stderr[-1500:]}")
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]),
+            "command": f"python benchmark/ray_pong_seed.py --actors {actors} --seconds {seconds:g}"}
 
 
 def ensure_sb3_venv() -> Path:
@@ -146,9 +157,12 @@ def raw_env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
                        "random UP/DOWN: one ppo_ray worker's games, without the agent"}
 
 
-def ray_breakdown(rounds: int = 200) -> dict:
-    """Milliseconds per ppo_ray.py gradient round: Ray's hand-off alone (weights out, a same-sized gradient back
-    from each of 2 workers, no computing), a worker's minibatch gradient and the learner's average + Adam step."""
+def ray_breakdown(rounds: int = 100) -> dict:
+    """The parts of a ppo_ray.py iteration at its defaults (4 games x 128 steps per worker, 4 epochs of one
+    gradient round each), in milliseconds: a worker's rollout per agent step and its gradient of a whole batch;
+    Ray's hand-off per round (the weights out, a gradient of the same size back from each of 2 workers, nothing
+    computed: on one machine); the learner's sample-weighted average of 2 gradients and its Adam step. What the
+    scaling model in RESULTS.md is made of."""
     import ray
     import torch
 
@@ -156,38 +170,38 @@ def ray_breakdown(rounds: int = 200) -> dict:
     import ppo_ray
 
     torch.set_num_threads(1)
+    worker = ppo_ray.Worker(0, "pong", 0.0, 4, 4, 128, 0.99, 0.1, 0.01)
     model = ppo_ray.Policy()
+    weights = ppo_ray.weights_numpy(model)
+    worker.rollout(weights, 1)
+    rollout_ms = timed(lambda: worker.rollout(weights, 1), 20) / 512
+    answer = worker.gradient(weights, 0.0, 1.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-5, fused=True)
-    rng = np.random.default_rng(0)
-    n = 128  # one minibatch of one worker at the defaults: 2 workers x 4 games x 128 steps / 4 minibatches / 2
-    x = (rng.random((n, ppo_ray.D)) < 0.004).astype(np.int8) - (rng.random((n, ppo_ray.D)) < 0.004).astype(np.int8)
-    batch = {"x": x, "up": rng.random(n) < 0.5, "logp": np.full(n, np.log(0.5), np.float32),
-             "returns": rng.standard_normal(n)}
-    answer = ppo_ray.batch_gradient(model, batch, 0.0, 1.0, 0.1, 0.01)
-
-    def learner_step():  # what the learner does with 2 workers' answers
-        ppo_ray.learner_step(model, optimizer, ppo_ray.average_gradients([answer, answer])[0], 0.5)
+    ms = {"rollout_per_agent_step": rollout_ms,
+          "worker_gradient": timed(lambda: worker.gradient(weights, 0.0, 1.0), rounds // 5),
+          "average_2_gradients": timed(lambda: ppo_ray.average_gradients([answer, answer]), rounds),
+          "learner_step": timed(lambda: ppo_ray.learner_step(model, optimizer, answer["grads"], 0.5), rounds)}
 
     @ray.remote(num_cpus=1)
     class Echo:
         def gradient(self, weights):  # what a worker sends back, without computing it
-            return {"n": n, "grads": {k: np.zeros_like(v) for k, v in weights.items()}}
+            return {"n": answer["n"], "grads": {k: np.zeros_like(v) for k, v in weights.items()}}
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     try:
-        workers = [Echo.remote() for _ in range(2)]
+        echoes = [Echo.remote() for _ in range(2)]
 
         def hand_off():
             ref = ray.put(ppo_ray.weights_numpy(model))
-            ray.get([w.gradient.remote(ref) for w in workers])
+            ray.get([w.gradient.remote(ref) for w in echoes])
 
-        ms = {"ray_hand_off": timed(hand_off, rounds)}
+        ms["ray_hand_off_2_workers"] = timed(hand_off, rounds)
     finally:
         ray.shutdown()
-    ms["worker_gradient"] = timed(lambda: ppo_ray.batch_gradient(model, batch, 0.0, 1.0, 0.1, 0.01), rounds)
-    ms["learner_step"] = timed(learner_step, rounds)
-    return {"ms_per_round": ms, "setting": f"2 workers, {n}-sample minibatch each, 16 rounds per 1,024-step iteration "
-            "at the defaults; 1 torch thread"}
+    megabytes = sum(v.nbytes for v in weights.values()) / 1e6
+    return {"ms": ms, "weights_mb": megabytes, "batch_samples": answer["n"],
+            "setting": "ppo_ray.py defaults: one worker's 4 games x 128 steps, its whole batch per gradient round "
+                       "(--num-minibatches 1); 1 torch thread; one machine"}
 
 
 def pg_env_ceiling(num_envs: int = 8, seconds: float = 8.0) -> dict:
@@ -234,14 +248,15 @@ def dqn_breakdown(repeats: int = 200) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", help="cases to run: env (= env_1 env_4 env_raw_4 env_pg_8), sb3_dqn, "
-                   "breakdown (= dqn_breakdown ppo_ray_breakdown), " + ", ".join(CASES))
+                   "breakdown (= dqn_breakdown ppo_ray_breakdown), seed_ray (= seed_ray_1actor seed_ray_2actors), "
+                   + ", ".join(CASES))
     p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
                    f"{DQN_STEPS[0]:,} for DQN and SB3, {PG_STEPS[0]:,} for the policy-gradient scripts)")
     p.add_argument("--warmup-steps", type=int, help="steps excluded from the timing (default: each case's own)")
     p.add_argument("--out", default=str(ROOT / "benchmark" / "throughput.json"))
     p.add_argument("--note", default="", help="what else ran on the machine, thread settings, ...")
     a = p.parse_args()
-    wanted = set(a.only or ["env", "breakdown", "sb3_dqn", *CASES])
+    wanted = set(a.only or ["env", "breakdown", "sb3_dqn", "seed_ray", *CASES])
     out = Path(a.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results["meta"] = {"hardware": hardware(), "python": platform.python_version()}
@@ -269,6 +284,9 @@ def main() -> None:
         record("dqn_breakdown", dqn_breakdown)
     if wanted & {"breakdown", "ppo_ray_breakdown"}:
         record("ppo_ray_breakdown", ray_breakdown)
+    for actors in (1, 2):  # the seed's Ray example, the yardstick of ppo_ray.py's per-worker cost
+        if wanted & {"seed_ray", f"seed_ray_{actors}actor{'s' * (actors > 1)}"}:
+            record(f"seed_ray_{actors}actor{'s' * (actors > 1)}", lambda: seed_ray_sps(actors))
     if "sb3_dqn" in wanted:
         record("sb3_dqn", lambda: sb3_sps(a.steps or DQN_STEPS[0], a.warmup_steps or DQN_STEPS[1], 1))
     for name, (script, flags, steps, warmup) in CASES.items():

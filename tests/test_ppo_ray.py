@@ -213,7 +213,7 @@ def test_each_iteration_takes_epochs_times_minibatches_optimizer_steps(smoke_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = dict(scalars(run_dir, "charts/gradient_steps"))
     iterations_with_data = [step for step, _ in scalars(run_dir, "charts/batch_samples")]
-    assert iterations_with_data and all(steps[s] == 4 * 4 for s in iterations_with_data)  # the defaults: 4 x 4
+    assert iterations_with_data and all(steps[s] == 4 * 1 for s in iterations_with_data)  # the defaults: 4 x 1
 
 
 def test_same_seed_gives_the_same_first_losses(pr):
@@ -328,48 +328,83 @@ def test_bad_ray_input_is_one_line_and_exit_2(flags, flag, within_s, tmp_path):
 
 
 # ---------------------------------------------------------------------------- a cluster the test starts
-@pytest.fixture
-def ray_cluster(monkeypatch):
-    """`ray start --head` on 127.0.0.1 with 2 CPUs and token authentication (Ray's default where a token exists),
-    in its own session; yields its address, with this process's environment that of a driver holding the token
-    (scripts started meanwhile inherit it); stopped by SIGTERM to that one process, which takes its cluster down.
+class RayNodes:
+    """Ray nodes on this machine started as a cluster user starts them, `ray start --block`: a head on 127.0.0.1
+    with token authentication (Ray's default where a token exists), then nodes joined to it, each node in a
+    process session of its own, so that it can be killed by the PIDs of its processes. `close` stops them all and
+    fails if any process is left. Not `ray stop`: that stops every Ray process of this user on the machine, other
+    runs' clusters included."""
 
-    Not `ray stop`: that stops every Ray process of this user on the machine, other runs' clusters included."""
-    port = free_port()
-    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    token = Path(temp_dir) / "token"
-    token.write_text(os.urandom(32).hex())
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
-    driver_env = {**clean, "RAY_AUTH_TOKEN_PATH": str(token)}
-    head = subprocess.Popen(
-        [str(RAY_BIN), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
-         "--temp-dir", temp_dir, "--object-store-memory", str(150 * 1024 ** 2),
-         "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())],
-        env={**driver_env, "RAY_AUTH_MODE": "token", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    def __init__(self):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        token = Path(self.temp_dir) / "token"
+        token.write_text(os.urandom(32).hex())
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+        self.driver_env = {**clean, "RAY_AUTH_TOKEN_PATH": str(token)}  # what a driver holding the token has
+        self.nodes: list[subprocess.Popen] = []
+
+    def start(self, cpus: int) -> subprocess.Popen:
+        """The head first, then nodes that join it; returns once `ray start` says the node runs."""
+        log = Path(self.temp_dir) / f"node{len(self.nodes)}.log"
+        where = (["--head", "--port", str(self.port), "--temp-dir", self.temp_dir, "--include-dashboard", "false",
+                  "--ray-client-server-port", str(free_port())] if not self.nodes else ["--address", self.address])
+        with open(log, "w") as out:
+            node = subprocess.Popen(
+                [str(RAY_BIN), "start", "--block", "--node-ip-address", "127.0.0.1", *where, "--num-cpus", str(cpus),
+                 "--num-gpus", "0", "--disable-usage-stats", "--object-store-memory", str(150 * 1024 ** 2),
+                 "--dashboard-agent-listen-port", str(free_port())],
+                env={**self.driver_env, "RAY_AUTH_MODE": "token", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
+                start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        self.nodes.append(node)
         deadline = time.time() + 120
-        while True:
-            assert head.poll() is None, f"ray start exited with {head.returncode}"
+        while "Ray runtime started" not in log.read_text():
+            assert node.poll() is None, f"ray start exited with {node.returncode}: {log.read_text()[-2000:]}"
+            assert time.time() < deadline, f"the Ray node never started: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        return node
+
+    def kill(self, node: subprocess.Popen) -> None:
+        """The node dies at once, as a preempted VM: SIGKILL to every process of its session (raylet, workers)."""
+        for pid in session_processes(node.pid):
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                os.kill(pid, signal.SIGKILL)
             except OSError:
-                assert time.time() < deadline, "the Ray head never listened"
-                time.sleep(0.5)
-        for name in set(os.environ) - set(driver_env):
-            monkeypatch.delenv(name)
-        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
-        yield f"127.0.0.1:{port}"
+                pass
+        node.wait(timeout=30)
+        assert_session_ends(node.pid, grace_s=10)
+
+    def close(self) -> None:
+        for node in reversed(self.nodes):  # the head last
+            node.terminate()
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        for node in self.nodes:
+            assert_session_ends(node.pid)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_nodes(monkeypatch):
+    """A `RayNodes` with no node yet; scripts started meanwhile get the environment of a driver holding the token."""
+    nodes = RayNodes()
+    for name in set(os.environ) - set(nodes.driver_env):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", nodes.driver_env["RAY_AUTH_TOKEN_PATH"])
+    try:
+        yield nodes
     finally:
-        head.terminate()
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        assert_session_ends(head.pid)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        nodes.close()
+
+
+@pytest.fixture
+def ray_cluster(ray_nodes):
+    """The address of a one-node cluster: `ray start --head` with 2 CPUs."""
+    ray_nodes.start(cpus=2)
+    return ray_nodes.address
 
 
 def test_smoke_run_on_a_cluster_started_with_ray_start(ray_cluster, tmp_path):
@@ -390,6 +425,105 @@ def test_smoke_run_on_a_cluster_started_with_ray_start(ray_cluster, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+# ---------------------------------------------------------------------------- two nodes, one of them lost
+def worker_events(run_dir: Path) -> list[dict]:
+    try:
+        with open(run_dir / "workers.csv", newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def steps_done(run_dir: Path) -> int:
+    """The agent step of the latest finished episode (0 before the first)."""
+    try:
+        return max((int(r["global_step"]) for r in read_progress(run_dir)), default=0)
+    except (FileNotFoundError, AssertionError):  # not written yet, or only its header half-way
+        return 0
+
+
+def wait_until(ok, proc: subprocess.Popen, what: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not ok():
+        assert proc.poll() is None, (what, proc.communicate())
+        assert time.time() < deadline, f"waited {timeout:.0f} s for {what}"
+        time.sleep(0.2)
+
+
+def iteration_seconds(run_dir: Path) -> dict[int, tuple[float, int]]:
+    """Per iteration (by its agent step): its wall time (rollout round + update) and how many workers played it."""
+    rollout, update, workers = (dict(scalars(run_dir, f"charts/{t}")) for t in ("rollout_time_s", "update_time_s",
+                                                                                "workers"))
+    return {step: (rollout[step] + update[step], int(workers[step])) for step in rollout}
+
+
+def test_workers_run_on_both_nodes_and_a_lost_node_costs_the_survivor_nothing(ray_nodes, tmp_path):
+    """A head and a second node, one CPU each: one worker on each. The second node dies (SIGKILL to its processes):
+    the survivor goes on at its own pace; a new node joins and the lost worker is restarted there; the run ends
+    as any other, with its checkpoint and eval."""
+    ray_nodes.start(cpus=1)
+    second = ray_nodes.start(cpus=1)
+    run_dir = tmp_path / "run"
+    proc = start_script(SCRIPT, "--ray-address", ray_nodes.address, "--num-workers", "2", *RUN,
+                        "--total-timesteps", "60000", "--max-restarts", "-1", "--save-every", "100000",
+                        "--run-dir", str(run_dir), cwd=tmp_path)
+    try:
+        wait_until(lambda: steps_done(run_dir) >= 8000, proc, "8,000 steps on two nodes")
+        started = {e["worker"]: e for e in worker_events(run_dir) if e["event"] == "started"}
+        assert set(started) == {"0", "1"} and started["0"]["node"] != started["1"]["node"], started
+        lost = next(w for w, e in started.items() if int(e["pid"]) in session_processes(second.pid))
+        ray_nodes.kill(second)
+        wait_until(lambda: any(e["event"] == "died" for e in worker_events(run_dir)), proc, "the death logged")
+        died_at = next(int(e["global_step"]) for e in worker_events(run_dir) if e["event"] == "died")
+        wait_until(lambda: steps_done(run_dir) >= died_at + 10000, proc, "10,000 steps with one worker")
+        ray_nodes.start(cpus=1)  # the node is replaced
+    finally:
+        done = finish(proc, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    events = [(e["worker"], e["event"], e["node"]) for e in worker_events(run_dir)]
+    assert (lost, "died", started[lost]["node"]) in events, events
+    back = [node for w, event, node in events if w == lost and event == "restarted"]
+    assert back and back[0] not in (started["0"]["node"], started["1"]["node"]), events  # on the new node
+    assert not any(event == "dropped" for _, event, _ in events), events
+    assert max(value for _, value in scalars(run_dir, "charts/worker_failures")) == 1
+
+    # Pace: a worker's own agent steps per second, from each iteration's wall time (every worker plays the same
+    # number of steps per iteration). Alone after the loss, the survivor keeps at least 0.7x its pace beside the
+    # other worker, rather than waiting on the dead one every round.
+    restarted_at = next(int(e["global_step"]) for e in worker_events(run_dir) if e["event"] == "restarted")
+    seconds = sorted(iteration_seconds(run_dir).items())
+    both = [t for step, (t, n) in seconds if n == 2 and 2000 < step <= died_at]
+    alone = [t for step, (t, n) in seconds if n == 1 and died_at + 1024 < step < restarted_at]
+    assert len(both) >= 5 and len(alone) >= 5, (len(both), len(alone))
+    assert np.median(both) / np.median(alone) >= 0.7, (np.median(both), np.median(alone))
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert ckpt["global_step"] >= 60000 and ckpt["worker_failures"] == 1
+    assert_eval_report(json.loads((run_dir / "eval.json").read_text()), 1)
+
+
+def test_with_no_node_left_for_the_workers_the_run_stops_with_a_checkpoint(ray_nodes, tmp_path):
+    """Both workers on the one node with CPUs (the head has none); that node dies and none replaces it: after
+    `--worker-timeout` the run stops with its checkpoint and one line saying why and how to resume."""
+    ray_nodes.start(cpus=0)
+    only = ray_nodes.start(cpus=2)
+    run_dir = tmp_path / "run"
+    proc = start_script(SCRIPT, "--ray-address", ray_nodes.address, "--num-workers", "2", *RUN,
+                        "--total-timesteps", "10000000", "--worker-timeout", "5", "--run-dir", str(run_dir),
+                        cwd=tmp_path)
+    try:
+        wait_until(lambda: steps_done(run_dir) >= 3000, proc, "3,000 steps")
+        ray_nodes.kill(only)
+    finally:
+        done = finish(proc, timeout=180)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ppo_ray.py: error: all 2 workers are gone") and "--worker-timeout" in last, done.stderr[-5000:]
+    assert f"--resume {run_dir}" in last, last
+    step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["global_step"]
+    assert step >= 3000 and all(int(r["global_step"]) <= step for r in read_progress(run_dir))
+    assert [e["event"] for e in worker_events(run_dir)].count("dropped") == 2
+
+
 # ---------------------------------------------------------------------------- a worker dies mid-run
 @pytest.mark.parametrize("max_restarts, outcome", [("2", "restarted"), ("0", "dropped")])
 def test_a_worker_killed_mid_run_is_survived_and_reported(max_restarts, outcome, tmp_path):
@@ -407,7 +541,7 @@ def test_a_worker_killed_mid_run_is_survived_and_reported(max_restarts, outcome,
         done = finish(proc)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    assert f"worker 0 (pid {started['0']}) died" in out, out
+    assert f"worker 0 (pid {started['0']}, node " in out and "died during" in out, out
     with open(run_dir / "workers.csv", newline="") as f:
         events = [(r["worker"], r["event"], int(r["pid"] or 0)) for r in csv.DictReader(f)]
     assert ("0", "died", started["0"]) in events
