@@ -74,6 +74,8 @@ class Args:
     """use CUDA for the learner (averaging, Adam step) and evaluation when present; actors use CPU"""
     torch_deterministic: bool = True
     """set `torch.backends.cudnn.deterministic`"""
+    torch_threads: int = 1
+    """the learner's torch CPU threads (1: more would spin, idle, on the cores the workers play on)"""
     capture_video: bool = False
     """record one evaluation episode to `<run-dir>/videos/`"""
     track: bool = False
@@ -136,6 +138,7 @@ class Args:
 
 def check_args(args: Args) -> None:
     check_run_args(args)
+    need(args.torch_threads > 0, "--torch-threads", "at least 1", args.torch_threads)
     need(args.num_workers > 0, "--num-workers", "at least 1", args.num_workers)
     need(args.cpus_per_worker > 0, "--cpus-per-worker", "positive", args.cpus_per_worker)
     need(args.max_restarts >= -1, "--max-restarts", "-1 (unlimited) or at least 0", args.max_restarts)
@@ -392,19 +395,21 @@ def batch_gradient(model: nn.Module, batch: dict, adv_mean: float, adv_std: floa
     model.zero_grad(set_to_none=True)
     loss, parts = ppo_loss(model, x, up, logp, adv, clip_coef, ent_coef)
     loss.mean().backward()
-    return {"n": len(x), "grads": {k: p.grad.detach().numpy() for k, p in model.named_parameters()},
+    lit = np.flatnonzero(batch["x"].any(axis=0))  # W1's rows of pixels that no sample lit have no gradient: not sent
+    return {"n": len(x), "w1_rows": lit, "grads": {"w1": model.w1.grad[lit].numpy(), "w2": model.w2.grad.numpy()},
             "sums": {k: float(v.sum()) for k, v in parts.items()}}
 
 
 def average_gradients(results: list[dict]) -> tuple[dict, dict, int]:
-    """Sample-weighted mean of the workers' gradients (= the gradient of the mean loss over all their samples)."""
+    """Sample-weighted mean of the workers' gradients (= the gradient of the mean loss over all their samples), with
+    W1 made whole again from each worker's lit rows."""
     results = [r for r in results if r["n"] > 0]
     n = sum(r["n"] for r in results)
-    grads = {}
-    for k in results[0]["grads"]:
-        grads[k] = results[0]["grads"][k] * np.float32(results[0]["n"] / n)
-        for r in results[1:]:
-            grads[k] += r["grads"][k] * np.float32(r["n"] / n)
+    grads = {"w1": np.zeros((D, results[0]["grads"]["w1"].shape[1]), np.float32),
+             "w2": np.zeros_like(results[0]["grads"]["w2"])}
+    for r in results:
+        grads["w1"][r["w1_rows"]] += r["grads"]["w1"] * np.float32(r["n"] / n)
+        grads["w2"] += r["grads"]["w2"] * np.float32(r["n"] / n)
     means = {k: sum(r["sums"][k] for r in results) / n for k in results[0]["sums"]}
     return grads, means, n
 
@@ -796,10 +801,15 @@ class WorkerPool:
         self.write_events()
 
     def write_events(self) -> None:
-        if self.file is not None:
-            self.csv.writerows(self.events)
-            self.events.clear()
-            self.file.flush()
+        """To workers.csv, and as TensorBoard text (which worker, where, what), once the run dir exists."""
+        if self.file is None:
+            return
+        for step, when, i, pid, host, node, what in self.events:
+            self.run.writer.add_text("workers", f"{when}: worker {i} {what} (pid {pid}, {host}, Ray node {node})",
+                                     step)
+        self.csv.writerows(self.events)
+        self.events.clear()
+        self.file.flush()
 
     def log_to(self, run: RunLog) -> None:
         """From now on: `workers.csv` in the run dir (appended to on a resume), failures in TensorBoard too."""
@@ -829,6 +839,7 @@ class WorkerPool:
 # ---------------------------------------------------------------------------- main
 def main(args: Args) -> None:
     check_args(args)
+    torch.set_num_threads(args.torch_threads)
     device = pick_device(args.cuda)
     if args.eval_checkpoint is not None:
         return evaluate_checkpoint(args, device)

@@ -314,15 +314,17 @@ MODEL_WORKERS = (1, 2, 8, 32, 128)
 def scaling_model(b: dict, epochs: int = 4, steps_per_worker: int = 512) -> list[str]:
     """ppo_ray.py's time per iteration and agent steps/s for N workers, from the measured parts of one iteration
     (`throughput.py`'s ppo_ray_breakdown) and an assumed link speed; a model, not a measurement."""
-    ms, mb = b["ms"], b["weights_mb"]
+    ms, mb, grad_mb = b["ms"], b["weights_mb"], b["gradient_mb"]
     rounds = 1 + epochs  # the rollout round and one gradient round per epoch (--num-minibatches 1)
     fixed = (steps_per_worker * ms["rollout_per_agent_step"] + epochs * (ms["worker_gradient"] + ms["learner_step"])
              + rounds * ms["ray_hand_off_2_workers"])
     per_worker = epochs * ms["average_2_gradients"] / 2  # the learner's sum grows with the workers
 
+    def link_ms(gbit: float) -> float:  # one worker's share of the learner's link per iteration: new weights out
+        return epochs * (mb + grad_mb) / (gbit * 125) * 1000  # for the rollout and epochs 2.., gradients back
+
     def iteration_ms(workers: int, gbit: float) -> float:
-        transfers = rounds + epochs  # the weights out every round, a gradient back every gradient round
-        return fixed + workers * (per_worker + transfers * mb / (gbit * 125) * 1000)
+        return fixed + workers * (per_worker + link_ms(gbit))
 
     head = "| workers | " + " | ".join(f"{g} Gbit/s: ms per iteration | {g} Gbit/s: agent steps/s"
                                          for g in LINKS_GBIT) + " |"
@@ -331,17 +333,19 @@ def scaling_model(b: dict, epochs: int = 4, steps_per_worker: int = 512) -> list
         cells = [f"{iteration_ms(n, g):,.0f} | {n * steps_per_worker / iteration_ms(n, g) * 1000:,.0f}"
                  for g in LINKS_GBIT]
         rows.append(f"| {n} | " + " | ".join(cells) + " |")
-    half = {g: fixed / (per_worker + (rounds + epochs) * mb / (g * 125) * 1000) for g in LINKS_GBIT}
+    half = {g: fixed / (per_worker + link_ms(g)) for g in LINKS_GBIT}
     return [f"**Scaling model, not a measurement.** One iteration at the defaults is one rollout round (each worker "
             f"plays {steps_per_worker} agent steps) and {epochs} gradient rounds. Measured parts (same run, ms): "
-            + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + f"; weights and each gradient are {mb:.1f} MB. "
+            + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + f"; the weights are {mb:.1f} MB, a worker's gradient "
+            f"{grad_mb:.2f} MB (W1's rows of the pixels its samples lit, and W2). "
             "Assumed: each worker on a node of its own, so its rollout and gradient cost what they cost here; the "
             "measured hand-off per round stays; every worker's copy of the weights and its gradient cross the "
             "learner's one link in turn (no broadcast tree, no reduction on the way); the learner sums one more "
             "gradient per worker.", "", *rows, "",
-            "It stops scaling where the learner's link and its summing of gradients cost as much as a worker's own "
-            "work: efficiency falls to half at about " + " and ".join(f"{half[g]:.0f} workers on {g} Gbit/s"
-                                                                        for g in LINKS_GBIT)
+            "It stops scaling where the learner's link and its summing of gradients cost as much per iteration as "
+            "the workers' own work: there each worker runs at half the pace it would with the learner to itself, at "
+            + " and ".join(f"about {half[g]:.0f} workers on {g} Gbit/s" if half[g] >= 2 else
+                           f"{half[g]:.1f} workers on {g} Gbit/s (from the start)" for g in LINKS_GBIT)
             + ". Past that, the weights would have to go out as one broadcast and the gradients be summed per node "
             "before they travel (Ray collectives or torch.distributed's all-reduce)."]
 

@@ -160,9 +160,9 @@ def raw_env_ceiling(num_envs: int, seconds: float = 8.0) -> dict:
 def ray_breakdown(rounds: int = 100) -> dict:
     """The parts of a ppo_ray.py iteration at its defaults (4 games x 128 steps per worker, 4 epochs of one
     gradient round each), in milliseconds: a worker's rollout per agent step and its gradient of a whole batch;
-    Ray's hand-off per round (the weights out, a gradient of the same size back from each of 2 workers, nothing
-    computed: on one machine); the learner's sample-weighted average of 2 gradients and its Adam step. What the
-    scaling model in RESULTS.md is made of."""
+    Ray's hand-off per round (the weights out, each of 2 workers' gradient back as it sends it, nothing computed:
+    on one machine); the learner's sample-weighted average of 2 gradients and its Adam step. What the scaling
+    model in RESULTS.md is made of."""
     import ray
     import torch
 
@@ -176,20 +176,24 @@ def ray_breakdown(rounds: int = 100) -> dict:
     worker.rollout(weights, 1)
     rollout_ms = timed(lambda: worker.rollout(weights, 1), 20) / 512
     answer = worker.gradient(weights, 0.0, 1.0)
+    dense = ppo_ray.average_gradients([answer])[0]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-5, fused=True)
     ms = {"rollout_per_agent_step": rollout_ms,
           "worker_gradient": timed(lambda: worker.gradient(weights, 0.0, 1.0), rounds // 5),
           "average_2_gradients": timed(lambda: ppo_ray.average_gradients([answer, answer]), rounds),
-          "learner_step": timed(lambda: ppo_ray.learner_step(model, optimizer, answer["grads"], 0.5), rounds)}
+          "learner_step": timed(lambda: ppo_ray.learner_step(model, optimizer, dense, 0.5), rounds)}
 
     @ray.remote(num_cpus=1)
     class Echo:
+        def __init__(self, answer: dict):
+            self.answer = answer
+
         def gradient(self, weights):  # what a worker sends back, without computing it
-            return {"n": answer["n"], "grads": {k: np.zeros_like(v) for k, v in weights.items()}}
+            return self.answer
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     try:
-        echoes = [Echo.remote() for _ in range(2)]
+        echoes = [Echo.remote(answer) for _ in range(2)]
 
         def hand_off():
             ref = ray.put(ppo_ray.weights_numpy(model))
@@ -199,7 +203,8 @@ def ray_breakdown(rounds: int = 100) -> dict:
     finally:
         ray.shutdown()
     megabytes = sum(v.nbytes for v in weights.values()) / 1e6
-    return {"ms": ms, "weights_mb": megabytes, "batch_samples": answer["n"],
+    return {"ms": ms, "weights_mb": megabytes, "gradient_mb": sum(v.nbytes for v in answer["grads"].values()) / 1e6,
+            "batch_samples": answer["n"],
             "setting": "ppo_ray.py defaults: one worker's 4 games x 128 steps, its whole batch per gradient round "
                        "(--num-minibatches 1); 1 torch thread; one machine"}
 

@@ -151,7 +151,7 @@ def test_data_parallel_gradient_equals_one_process(pr):
     each = [pr.batch_gradient(model, p, mean, std, 0.1, 0.01) for p in parts]
     grads, means, n = pr.average_gradients(each + [{"n": 0}])  # a worker with no finished point is left out
     assert n == sum(sizes) == one["n"]
-    for name, g in one["grads"].items():
+    for name, g in dense_gradient(model, whole, mean, std).items():
         assert np.abs(g).max() > 0
         np.testing.assert_allclose(grads[name], g, rtol=1e-4, atol=1e-7 * np.abs(g).max())
     for key, total in one["sums"].items():
@@ -159,6 +159,31 @@ def test_data_parallel_gradient_equals_one_process(pr):
     # An unweighted mean of the workers' gradients is not the same thing (the sizes differ a lot).
     naive = np.mean([e["grads"]["w2"] for e in each], 0)
     assert not np.allclose(naive, one["grads"]["w2"], rtol=1e-2)
+
+
+def dense_gradient(model, batch: dict, mean: float, std: float) -> dict:
+    """The whole gradient of a batch's mean loss, straight from autograd, W1's unlit rows included."""
+    model.zero_grad(set_to_none=True)
+    adv = torch.from_numpy(((batch["returns"] - mean) / (std + 1e-8)).astype(np.float32))
+    loss, _ = load_script("ppo_ray.py").ppo_loss(model, torch.from_numpy(batch["x"]), torch.from_numpy(batch["up"]),
+                                                  torch.from_numpy(batch["logp"]), adv, 0.1, 0.01)
+    loss.mean().backward()
+    return {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
+
+
+def test_a_worker_sends_only_the_gradient_rows_of_pixels_its_samples_lit(pr):
+    """W1's gradient is zero on the rows of pixels no sample lit: those rows are left out of the answer, and the
+    learner's sum of answers is the full gradient, zeros included."""
+    torch.manual_seed(4)
+    model = pr.Policy()
+    batch = random_batch(30, 7, model)
+    answer = pr.batch_gradient(model, batch, 0.0, 1.0, 0.1, 0.01)
+    full = dense_gradient(model, batch, 0.0, 1.0)
+    lit = np.flatnonzero(batch["x"].any(axis=0))
+    np.testing.assert_array_equal(answer["w1_rows"], lit)
+    assert 0 < len(lit) < pr.D and answer["grads"]["w1"].shape == (len(lit), 200)
+    assert not full["w1"][np.setdiff1d(np.arange(pr.D), lit)].any()
+    np.testing.assert_array_equal(pr.average_gradients([answer])[0]["w1"], full["w1"])
 
 
 def make_worker(pr, seed_index: int = 0):
@@ -198,7 +223,7 @@ def test_an_epochs_minibatches_cover_the_worker_batch_once(pr):
         sizes = [p["n"] for p in parts]
         assert sum(sizes) == whole["n"] and max(sizes) - min(sizes) <= 1
         grads, means, n = pr.average_gradients(parts)
-        for name, g in whole["grads"].items():
+        for name, g in pr.average_gradients([whole])[0].items():
             np.testing.assert_allclose(grads[name], g, rtol=1e-4, atol=1e-6 * np.abs(g).max())
         orders.append(w.order.copy())
     assert not np.array_equal(orders[0], orders[1])  # each epoch deals the samples out afresh
