@@ -339,6 +339,8 @@ def free_port() -> int:
     (["--num-workers", "0"], "--num-workers", 60),
     (["--num-workers", "64"], "--num-workers", 60),  # more than this machine's CPUs: said, not a hang
     (["--cpus-per-worker", "0"], "--cpus-per-worker", 60),
+    (["--worker-timeout", "0"], "--worker-timeout", 60),
+    (["--torch-threads", "0"], "--torch-threads", 60),
     (["--ray-address", "127.0.0.1:1"], "--ray-address", 30),  # nothing listening: seconds, not minutes
     (["--ray-address", "nonsense"], "--ray-address", 60),
 ])
