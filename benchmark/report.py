@@ -184,12 +184,13 @@ def steps_and_hours_figure(steps_label: str, hours_label: str):
     return fig, axes
 
 
-def save_figure(fig, name: str) -> Path:
+def save_figure(fig, name: str, folder: Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    PLOTS.mkdir(exist_ok=True)
-    out = PLOTS / f"{name}.png"
+    folder = folder or PLOTS
+    folder.mkdir(exist_ok=True)
+    out = folder / f"{name}.png"
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
@@ -242,17 +243,23 @@ def first_reached(rows: dict[str, np.ndarray], measure: str, level: float) -> tu
     return (int(rows["global_step"][hit[0]]), float(rows["wall_time_s"][hit[0]])) if len(hit) else None
 
 
-def plot_seeds(stem: str, runs: dict[str, dict[str, np.ndarray]]) -> str:
-    """Every seed's mean-100 curve of one script on one pair of axes: how much the seed matters."""
+def plot_curves(runs: dict[str, dict[str, np.ndarray]], title: str, name: str, folder: Path | None = None) -> Path:
+    """Several runs' mean-100 curves on one pair of axes (seeds of one script, or a probe's settings)."""
     fig, axes = steps_and_hours_figure("agent steps (millions)", "wall time (hours)")
-    for i, (name, rows) in enumerate(runs.items()):
+    for i, (label, rows) in enumerate(runs.items()):
         curve = mean_last(rows["episodic_return"])
         for ax, x in zip(axes, (rows["global_step"] / 1e6, rows["wall_time_s"] / 3600)):
-            ax.plot(x, curve, color=f"C{i}", label=f"seed {name.rsplit('seed', 1)[1]}")
+            ax.plot(x, curve, color=f"C{i}", label=label)
     axes[0].set_ylabel("mean return of the last 100 training games")
     axes[0].legend(loc="lower right")
-    fig.suptitle(f"{stem}: every seed")
-    return save_figure(fig, f"{stem}_seeds").name
+    fig.suptitle(title)
+    return save_figure(fig, name, folder)
+
+
+def plot_seeds(stem: str, runs: dict[str, dict[str, np.ndarray]]) -> str:
+    """Every seed's mean-100 curve of one script on one pair of axes: how much the seed matters."""
+    labelled = {f"seed {name.rsplit('seed', 1)[1]}": rows for name, rows in runs.items()}
+    return plot_curves(labelled, f"{stem}: every seed", f"{stem}_seeds").name
 
 
 def seeds_table() -> list[str]:
@@ -413,7 +420,14 @@ def main() -> None:
     p.add_argument("--float16", action="store_true", help="with --collect: ship the weights as float16 (half the MB)")
     p.add_argument("--evaluate", nargs="+", default=[], metavar="NAME",
                    help="records whose shipped weights to play under the evaluation protocol first")
+    p.add_argument("--probe", nargs="+", metavar="ARG", help="only plot a probe: its folder, a title, then "
+                   "LABEL=progress.csv pairs; writes <folder>/curves.png, nothing else")
     a = p.parse_args()
+    if a.probe:
+        folder, title, *pairs = a.probe
+        runs = {label: read_rows(Path(csv_path)) for label, csv_path in (pair.split("=", 1) for pair in pairs)}
+        print(f"wrote {plot_curves(runs, title, 'curves', Path(folder))}")
+        return
     if a.collect:
         collect(a.collect, a.name or a.collect.name, a.note, a.float16)
     for name in a.evaluate:
