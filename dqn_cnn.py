@@ -152,19 +152,6 @@ def check_args(args: Args) -> None:
 
 
 # ---------------------------------------------------------------------------- environment
-def ale_game(env_id: str) -> dict:
-    """The ALE settings behind a registered Gymnasium id, e.g. PongNoFrameskip-v4 -> pong, no sticky actions."""
-    gym.register_envs(ale_py)
-    try:
-        kwargs = gym.spec(env_id).kwargs
-    except gym.error.Error:
-        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py "
-                       "(e.g. PongNoFrameskip-v4, ALE/Pong-v5)") from None
-    if "game" not in kwargs or kwargs.get("obs_type", "rgb") != "rgb":
-        raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id with pixel observations")
-    return {"game": kwargs["game"], "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
-
-
 def make_env(env_id: str, num_envs: int, sticky: Optional[float] = None):
     """DeepMind-preprocessed Atari in ale-py's threaded vector env: observations (num_envs, 4, 84, 84) uint8, with
     gymnasium's episode statistics. `sticky`, when given, replaces the env id's sticky-action probability."""
@@ -172,14 +159,10 @@ def make_env(env_id: str, num_envs: int, sticky: Optional[float] = None):
     if sticky is not None:
         game["repeat_action_probability"] = sticky
     return gym.wrappers.vector.RecordEpisodeStatistics(ale_py.vector_env.AtariVectorEnv(
-        num_envs=num_envs, **game, frameskip=4, stack_num=4, img_height=84, img_width=84,
+        num_envs=num_envs, game=game["game"], repeat_action_probability=game["repeat_action_probability"],
+        frameskip=4, stack_num=4, img_height=84, img_width=84,
         grayscale=True, maxpool=True, noop_max=30, use_fire_reset=True, episodic_life=False,
         reward_clipping=False, autoreset_mode="NextStep"))
-
-
-def eval_sticky(args: Args, env_id: str) -> float:
-    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
-    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
 
 
 # ---------------------------------------------------------------------------- model
@@ -575,6 +558,27 @@ def check_run_args(args: Args) -> None:
     need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
     need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
          "used with Weights & Biases installed (pip install wandb)", args.track)
+
+
+def ale_game(env_id: str) -> dict:
+    """The ALE settings behind a Gymnasium id registered by ale-py, checked to be an Atari game with pixel frames,
+    the sticky-action probability filled in: e.g. PongNoFrameskip-v4 -> pong, frameskip 1, sticky actions 0."""
+    gym.register_envs(ale_py)
+    try:
+        kwargs = dict(gym.spec(env_id).kwargs)
+    except gym.error.Error:
+        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py "
+                       "(e.g. PongNoFrameskip-v4, ALE/Pong-v5)") from None
+    if "game" not in kwargs:
+        raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id (e.g. PongNoFrameskip-v4, ALE/Pong-v5)")
+    if kwargs.get("obs_type", "rgb") != "rgb":
+        raise BadInput(f"--env-id {env_id!r}: observations are {kwargs['obs_type']!r}; 210x160x3 RGB frames needed")
+    return {**kwargs, "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
+
+
+def eval_sticky(args: Args, env_id: str) -> float:
+    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
+    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
 
 
 def parse_args(argv: list[str]) -> Args:

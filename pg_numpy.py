@@ -127,13 +127,7 @@ NATIVE = {"game", "obs_type", "frameskip", "repeat_action_probability", "full_ac
 
 def env_settings(env_id: str) -> dict:
     """The ALE settings behind a registered id, checked: 210x160 RGB frames and actions 2 and 3 exist."""
-    gym.register_envs(ale_py)
-    try:
-        kwargs = dict(gym.spec(env_id).kwargs)
-    except gym.error.Error:
-        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py (e.g. ALE/Pong-v5)") from None
-    if "game" not in kwargs:
-        raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id (e.g. ALE/Pong-v5)")
+    kwargs = ale_game(env_id)
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr (gym's AtariEnv does the same)
     with warnings.catch_warnings():  # e.g. Pong-v0's deprecation: said once when training, not at every check
         warnings.simplefilter("ignore")
@@ -420,8 +414,7 @@ def evaluate_checkpoint(args: Args) -> None:
 def evaluate_and_report(args: Args, model: dict, env_id: str, global_step: int, checkpoint: Path,
                         out_dir: Path) -> dict:
     """Play `--eval-episodes` games (`--eval-sticky`, `--eval-argmax`, `--capture-video`); write eval.json."""
-    sticky = env_settings(env_id).get("repeat_action_probability", 0.25) if args.eval_sticky is None \
-        else args.eval_sticky
+    sticky = eval_sticky(args, env_id)
     returns = evaluate(model, env_id, sticky, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_argmax,
                        out_dir / "videos" if args.capture_video else None)
     return report_eval(out_dir, returns, checkpoint, env_id, sticky, global_step=global_step,
@@ -558,6 +551,27 @@ def check_run_args(args: Args) -> None:
     need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
     need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
          "used with Weights & Biases installed (pip install wandb)", args.track)
+
+
+def ale_game(env_id: str) -> dict:
+    """The ALE settings behind a Gymnasium id registered by ale-py, checked to be an Atari game with pixel frames,
+    the sticky-action probability filled in: e.g. PongNoFrameskip-v4 -> pong, frameskip 1, sticky actions 0."""
+    gym.register_envs(ale_py)
+    try:
+        kwargs = dict(gym.spec(env_id).kwargs)
+    except gym.error.Error:
+        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py "
+                       "(e.g. PongNoFrameskip-v4, ALE/Pong-v5)") from None
+    if "game" not in kwargs:
+        raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id (e.g. PongNoFrameskip-v4, ALE/Pong-v5)")
+    if kwargs.get("obs_type", "rgb") != "rgb":
+        raise BadInput(f"--env-id {env_id!r}: observations are {kwargs['obs_type']!r}; 210x160x3 RGB frames needed")
+    return {**kwargs, "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
+
+
+def eval_sticky(args: Args, env_id: str) -> float:
+    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
+    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
 
 
 def parse_args(argv: list[str]) -> Args:

@@ -153,7 +153,8 @@ def check_args(args: Args) -> None:
     need(37 <= args.crop_bottom <= 210, "--crop-bottom", "in 37..210 (195: 80x80, 185: the seed's 75x80)",
          args.crop_bottom)
     need(args.torch_threads >= 1, "--torch-threads", "at least 1", args.torch_threads)
-    ale_game(args.env_id)
+    need(ale_game(args.env_id)["game"] == "pong", "--env-id", "a Pong id (e.g. PongNoFrameskip-v4, ALE/Pong-v5): "
+         "the preprocessing knows Pong's court and colours", args.env_id)
 
 
 # ---------------------------------------------------------------------------- environment
@@ -165,20 +166,6 @@ BACKGROUND_RED = (144, 109)
 UP_DOWN = np.array([2, 3])  # Pong's minimal action set: NOOP, FIRE, RIGHT (up), LEFT (down), ...
 
 
-def ale_game(env_id: str) -> dict:
-    """The ALE settings behind a registered Gymnasium id, e.g. PongNoFrameskip-v4 -> pong, no sticky actions."""
-    gym.register_envs(ale_py)
-    try:
-        kwargs = gym.spec(env_id).kwargs
-    except gym.error.Error:
-        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py "
-                       "(e.g. PongNoFrameskip-v4, ALE/Pong-v5)") from None
-    if kwargs.get("game") != "pong" or kwargs.get("obs_type", "rgb") != "rgb":
-        raise BadInput(f"--env-id {env_id!r}: must be a Pong id with pixel observations (e.g. PongNoFrameskip-v4, "
-                       "ALE/Pong-v5): the preprocessing knows Pong's court and colours")
-    return {"game": kwargs["game"], "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
-
-
 def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float] = None):
     """Raw 210x160 grayscale Pong screens from ale-py's threaded vector env: observations (num_envs, 1, 210, 160),
     with gymnasium's episode statistics. `sticky`, when given, replaces the env id's sticky-action probability."""
@@ -186,14 +173,10 @@ def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float]
     if sticky is not None:
         game["repeat_action_probability"] = sticky
     return gym.wrappers.vector.RecordEpisodeStatistics(ale_py.vector_env.AtariVectorEnv(
-        num_envs=num_envs, **game, frameskip=frameskip, stack_num=1, img_height=210, img_width=160,
+        num_envs=num_envs, game=game["game"], repeat_action_probability=game["repeat_action_probability"],
+        frameskip=frameskip, stack_num=1, img_height=210, img_width=160,
         grayscale=True, maxpool=False, noop_max=30, use_fire_reset=True, episodic_life=False,
         reward_clipping=False, autoreset_mode="NextStep"))
-
-
-def eval_sticky(args: Args, env_id: str) -> float:
-    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
-    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
 
 
 def num_inputs(crop_bottom: int) -> int:
@@ -620,6 +603,27 @@ def check_run_args(args: Args) -> None:
     need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
     need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
          "used with Weights & Biases installed (pip install wandb)", args.track)
+
+
+def ale_game(env_id: str) -> dict:
+    """The ALE settings behind a Gymnasium id registered by ale-py, checked to be an Atari game with pixel frames,
+    the sticky-action probability filled in: e.g. PongNoFrameskip-v4 -> pong, frameskip 1, sticky actions 0."""
+    gym.register_envs(ale_py)
+    try:
+        kwargs = dict(gym.spec(env_id).kwargs)
+    except gym.error.Error:
+        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py "
+                       "(e.g. PongNoFrameskip-v4, ALE/Pong-v5)") from None
+    if "game" not in kwargs:
+        raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id (e.g. PongNoFrameskip-v4, ALE/Pong-v5)")
+    if kwargs.get("obs_type", "rgb") != "rgb":
+        raise BadInput(f"--env-id {env_id!r}: observations are {kwargs['obs_type']!r}; 210x160x3 RGB frames needed")
+    return {**kwargs, "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
+
+
+def eval_sticky(args: Args, env_id: str) -> float:
+    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
+    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
 
 
 def parse_args(argv: list[str]) -> Args:

@@ -154,25 +154,13 @@ def check_args(args: Args) -> None:
     need(args.ent_coef >= 0, "--ent-coef", "at least 0", args.ent_coef)
     need(args.max_grad_norm > 0, "--max-grad-norm", "positive", args.max_grad_norm)
     need(args.target_kl is None or args.target_kl > 0, "--target-kl", "positive", args.target_kl)
-    ale_game(args.env_id)
+    need(ale_game(args.env_id)["game"] == "pong", "--env-id", "a Pong id (e.g. PongNoFrameskip-v4, ALE/Pong-v5): "
+         "the preprocessing knows Pong's court and colours", args.env_id)
 
 
 # ---------------------------------------------------------------------------- environment
 D = 80 * 80  # input: one 80x80 difference frame
 UP, DOWN = 2, 3  # Pong's minimal action set: NOOP, FIRE, RIGHT (paddle up), LEFT (paddle down), ...
-
-
-def ale_game(env_id: str) -> dict:
-    """The ALE settings behind a registered Gymnasium id, e.g. PongNoFrameskip-v4 -> pong, no sticky actions."""
-    gym.register_envs(ale_py)
-    try:
-        kwargs = gym.spec(env_id).kwargs
-    except gym.error.Error:
-        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py "
-                       "(e.g. PongNoFrameskip-v4, ALE/Pong-v5)") from None
-    if "game" not in kwargs or kwargs.get("obs_type", "rgb") != "rgb":
-        raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id with pixel observations")
-    return {"game": kwargs["game"], "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
 
 
 def make_env(game: str, sticky: float, frameskip: int, num_envs: int, num_threads: int = 1):
@@ -546,7 +534,7 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> None:
 
 def evaluate_and_report(model: Policy, args: Args, out_dir: Path, checkpoint: Path, device: torch.device) -> dict:
     """`--eval-episodes` games after training or for `--eval-checkpoint`, on `--eval-sticky` or the env's own."""
-    sticky = ale_game(args.env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
+    sticky = eval_sticky(args, args.env_id)
     returns = evaluate(model, args, sticky, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, device,
                        out_dir / "videos" if args.capture_video else None)
     return report_eval(out_dir, returns, checkpoint, args.env_id, sticky)
@@ -913,6 +901,27 @@ def check_run_args(args: Args) -> None:
     need(args.eval_sticky is None or 0 <= args.eval_sticky < 1, "--eval-sticky", "in [0, 1)", args.eval_sticky)
     need(not args.track or importlib.util.find_spec("wandb") is not None, "--track",
          "used with Weights & Biases installed (pip install wandb)", args.track)
+
+
+def ale_game(env_id: str) -> dict:
+    """The ALE settings behind a Gymnasium id registered by ale-py, checked to be an Atari game with pixel frames,
+    the sticky-action probability filled in: e.g. PongNoFrameskip-v4 -> pong, frameskip 1, sticky actions 0."""
+    gym.register_envs(ale_py)
+    try:
+        kwargs = dict(gym.spec(env_id).kwargs)
+    except gym.error.Error:
+        raise BadInput(f"--env-id {env_id!r}: not a Gymnasium id registered by ale-py "
+                       "(e.g. PongNoFrameskip-v4, ALE/Pong-v5)") from None
+    if "game" not in kwargs:
+        raise BadInput(f"--env-id {env_id!r}: must be an ale-py Atari id (e.g. PongNoFrameskip-v4, ALE/Pong-v5)")
+    if kwargs.get("obs_type", "rgb") != "rgb":
+        raise BadInput(f"--env-id {env_id!r}: observations are {kwargs['obs_type']!r}; 210x160x3 RGB frames needed")
+    return {**kwargs, "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25)}
+
+
+def eval_sticky(args: Args, env_id: str) -> float:
+    """The sticky-action probability an evaluation plays with: `--eval-sticky`, or else the env id's own."""
+    return ale_game(env_id)["repeat_action_probability"] if args.eval_sticky is None else args.eval_sticky
 
 
 def parse_args(argv: list[str]) -> Args:
