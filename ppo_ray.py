@@ -459,13 +459,17 @@ def train(args: Args, model: Policy, optimizer: torch.optim.Optimizer, lr_schedu
     """A rollout round, its episodes, the gradient rounds; until the run stops or no worker is left.
     Returns the agent steps and iterations reached."""
     while run.going(global_step) and pool.alive:
+        if not pool.up():  # every worker is down: wait for Ray to restart one, or for --worker-timeout
+            pool.ask_the_dead()
+            time.sleep(0.5)
+            continue
         iteration += 1
         lr = lr_schedule(global_step)
         optimizer.param_groups[0]["lr"] = lr
         # ALGO LOGIC: the rollout round: the weights go out once, every worker plays `--num-steps` per game
         t0 = time.time()
         weights_ref = ray.put(weights_numpy(model))
-        answers = pool.round(global_step, "rollout", list(pool.alive), weights_ref, args.seed + global_step)
+        answers = pool.round(global_step, "rollout", pool.up(), weights_ref, args.seed + global_step)
         step_before, global_step = global_step, global_step + sum(a["steps"] for a in answers.values())
         for step, episodic_return, episodic_length in round_episodes(answers, step_before, args.num_envs):
             run.episode_done(step, episodic_return, episodic_length)  # TRY NOT TO MODIFY: progress.csv, TensorBoard
@@ -694,25 +698,22 @@ class WorkerPool:
 
     def start(self, global_step: int) -> None:
         """Wait until every worker has answered once (logging where it runs), or a signal came."""
-        waited = time.time()
         while not self.stop_signal and any(i not in self.where for i in self.alive):
-            self.round(global_step, "info", [i for i in self.alive if i not in self.where])
-            if any(i not in self.where for i in self.alive):
-                time.sleep(0.5)
-                if time.time() - waited > 60:
-                    print(f"still waiting for {sum(i not in self.where for i in self.alive)} workers to start (are "
-                          "the cluster's CPUs busy?)", file=sys.stderr, flush=True)
-                    waited = time.time()
+            self.round(global_step, "info", [i for i in self.alive if i not in self.where], within_s=60)
+            if any(i not in self.where for i in self.alive) and not self.stop_signal:
+                print(f"still waiting for {sum(i not in self.where for i in self.alive)} workers to start (are "
+                      "the cluster's CPUs busy?)", file=sys.stderr, flush=True)
         self.exit_if_gone()
 
-    def round(self, global_step: int, method: str, targets: list[int], *call_args) -> dict[int, dict]:
-        """Call `method` on each target worker that is up; the answers that arrived, by worker. A second signal
-        abandons it."""
-        self.step = global_step
+    def round(self, global_step: int, method: str, targets: list[int], *call_args,
+              within_s: Optional[float] = None) -> dict[int, dict]:
+        """Call `method` on each target worker that is up; the answers that arrived, by worker. Left out: those not
+        in within `within_s` (a timed round also ends at a first signal), and all of them at a second signal."""
+        self.step, deadline = global_step, time.time() + (within_s or math.inf)
         self.ask_the_dead()
-        refs = {getattr(self.workers[i], method).remote(*call_args): i for i in targets if i not in self.down}
+        refs = {getattr(self.workers[i], method).remote(*call_args): i for i in targets if i in self.up()}
         pending, answers = list(refs), {}
-        while pending:
+        while pending and time.time() < deadline and not (within_s and self.stop_signal):
             if len(self.stop_signal) >= 2:
                 print("second signal: the round in flight is abandoned", file=sys.stderr, flush=True)
                 return {}
@@ -726,16 +727,22 @@ class WorkerPool:
                     self.failed(i, method, e)
         return dict(sorted(answers.items()))
 
+    def up(self) -> list[int]:
+        return [i for i in self.alive if i not in self.down]
+
     def ask_the_dead(self) -> None:
         """For each dead worker: take the answer of its background `info` call if it came (it is back), else drop
-        it after `--worker-timeout` s, else keep one such call pending."""
+        it once Ray gives up on it or after `--worker-timeout` s, else keep one such call pending."""
         for i in list(self.down):
             probe = self.probes.pop(i, None)
             if probe is not None and ray.wait([probe], timeout=0)[0]:
                 try:
                     self.answered(i, ray.get(probe))
                     continue
-                except LOST:  # not placed again yet, or died again
+                except ray.exceptions.ActorDiedError:  # for good: Ray will not restart it
+                    self.drop(i, "Ray will not restart it (out of --max-restarts)")
+                    continue
+                except LOST:  # not placed again yet
                     probe = None
             if time.time() - self.down[i] > self.args.worker_timeout:
                 self.drop(i, f"not back {self.args.worker_timeout:g} s after it died (--worker-timeout)")
@@ -745,15 +752,16 @@ class WorkerPool:
     def answered(self, i: int, answer: dict) -> None:
         before = self.where.get(i)
         self.where[i] = {**(before or {}), **{k: answer[k] for k in ("pid", "host", "node") if k in answer}}
-        if i in self.down:
+        if i in self.down and (before or {}).get("pid") is not None:
             del self.down[i]
-            was = (before or {}).get("pid")
-            restarted = answer["pid"] != was
-            print(f"worker {i} restarted: pid {answer['pid']} (was {was}) on node "
+            was = (before.get("node"), before["pid"])
+            restarted = (self.where[i]["node"], answer["pid"]) != was
+            print(f"worker {i} restarted: pid {answer['pid']} (was {was[1]}) on node "
                   f"{self.where[i]['node'][:8]}, fresh games, current weights" if restarted else
                   f"worker {i} answers again (pid {answer['pid']})", flush=True)
             self.event(i, "restarted" if restarted else "back")
-        elif before is None:
+        elif before is None or i in self.down:  # its first answer (it may have died once before giving one)
+            self.down.pop(i, None)
             print(f"worker {i}: pid {answer['pid']} on {answer['host']}, Ray node {answer['node'][:8]}, "
                   f"{self.args.num_envs} games", flush=True)
             self.event(i, "started")
@@ -770,14 +778,17 @@ class WorkerPool:
             self.run.log(self.step, {"charts/worker_failures": self.failures})
         if 0 <= self.args.max_restarts < self.deaths[i]:
             self.drop(i, f"out of restarts (--max-restarts {self.args.max_restarts})")
-        elif all(w in self.down for w in self.alive):
+        elif not self.up():
             print(f"no worker is up: waiting up to {self.args.worker_timeout:g} s (--worker-timeout) for Ray to "
                   "restart one", flush=True)
 
     def drop(self, i: int, why: str) -> None:
+        if i not in self.alive:
+            return
         self.alive.remove(i)
         self.down.pop(i, None)
         self.probes.pop(i, None)
+        ray.kill(self.workers[i], no_restart=True)  # should Ray place it again later, it would hold a CPU for nothing
         self.gone = f"all {self.args.num_workers} workers are gone ({why})"
         print(f"worker {i} dropped: {why}; {len(self.alive)} workers left", flush=True)
         self.event(i, "dropped")

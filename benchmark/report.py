@@ -57,10 +57,14 @@ def float16_copy(weights: Path) -> Path:
     return half
 
 
-def collect(run_dir: Path, name: str, note: str, float16: bool = False) -> None:
+def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bool = True) -> None:
+    """Record a finished run as `benchmark/results/<name>/`; with `ship`, its final weights go to
+    `benchmark/checkpoints/<name>.*` too (one set per script is shipped: a seed is recorded without them)."""
     from throughput import hardware
 
     weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()), None)
+    if not ship:
+        weights = None
     if weights is not None and float16:
         weights = float16_copy(weights)
     if weights is not None and weights.stat().st_size > MAX_WEIGHTS_BYTES:

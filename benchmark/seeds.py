@@ -8,7 +8,8 @@ Each seed trains in `<runs-dir>/<script stem>/seed<N>` with the script's default
 turn. Running the same command again continues what a stop left unfinished (`--resume`) and leaves finished runs
 as they are, so a long batch survives a session's end; a larger `--total-timesteps` continues the runs that ended
 at their budget.
-With `--record`, each finished run is recorded as `benchmark/results/<stem>_seed<N>/` (`report.py --collect`).
+With `--record`, each finished run (and one finished before) is recorded as `benchmark/results/<stem>_seed<N>/`
+(`report.py --collect`), without shipping its weights: one set per script is shipped, chosen among the seeds.
 """
 
 from __future__ import annotations
@@ -55,16 +56,17 @@ def main() -> None:
         run_dir = a.runs_dir / stem / f"seed{seed}"
         if finished(run_dir, a.total_timesteps):
             print(f"seed {seed}: done ({run_dir})", flush=True)
-            continue
-        command = seed_command(a.script, seed, run_dir, a.total_timesteps, a.extra)
-        print(f"seed {seed}: {' '.join(command[1:])}", flush=True)
-        code = subprocess.run(command, cwd=ROOT).returncode
-        if code != 0:
-            raise SystemExit(f"seeds.py: seed {seed} stopped with exit code {code}; run the same command to go on")
-        if a.record:
+        else:
+            command = seed_command(a.script, seed, run_dir, a.total_timesteps, a.extra)
+            print(f"seed {seed}: {' '.join(command[1:])}", flush=True)
+            code = subprocess.run(command, cwd=ROOT).returncode
+            if code != 0:
+                raise SystemExit(f"seeds.py: seed {seed} stopped with exit code {code}; run the same command to go on")
+        if a.record:  # the seed's curve, settings and eval; its weights stay in its run dir
             from report import collect
 
-            collect(run_dir, f"{stem}_seed{seed}", note=f"seed {seed} of `python benchmark/seeds.py {a.script}`")
+            collect(run_dir, f"{stem}_seed{seed}", note=f"seed {seed} of `python benchmark/seeds.py {a.script}`",
+                    ship=False)
 
 
 if __name__ == "__main__":

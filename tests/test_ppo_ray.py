@@ -393,12 +393,16 @@ class RayNodes:
         return node
 
     def kill(self, node: subprocess.Popen) -> None:
-        """The node dies at once, as a preempted VM: SIGKILL to every process of its session (raylet, workers)."""
-        for pid in session_processes(node.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        """The node dies at once, as a preempted VM: SIGKILL to every process of its session (raylet, workers),
+        again until none is left (one may be forking as the first ones die)."""
+        deadline = time.time() + 10
+        while session_processes(node.pid) and time.time() < deadline:
+            for pid in session_processes(node.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.2)
         node.wait(timeout=30)
         assert_session_ends(node.pid, grace_s=10)
 
@@ -492,13 +496,14 @@ def test_workers_run_on_both_nodes_and_a_lost_node_costs_the_survivor_nothing(ra
     second = ray_nodes.start(cpus=1)
     run_dir = tmp_path / "run"
     proc = start_script(SCRIPT, "--ray-address", ray_nodes.address, "--num-workers", "2", *RUN,
-                        "--total-timesteps", "60000", "--max-restarts", "-1", "--save-every", "100000",
+                        "--total-timesteps", "80000", "--max-restarts", "-1", "--save-every", "100000",
                         "--run-dir", str(run_dir), cwd=tmp_path)
     try:
         wait_until(lambda: steps_done(run_dir) >= 8000, proc, "8,000 steps on two nodes")
         started = {e["worker"]: e for e in worker_events(run_dir) if e["event"] == "started"}
         assert set(started) == {"0", "1"} and started["0"]["node"] != started["1"]["node"], started
-        lost = next(w for w, e in started.items() if int(e["pid"]) in session_processes(second.pid))
+        lost = next((w for w, e in started.items() if int(e["pid"]) in session_processes(second.pid)), None)
+        assert lost is not None, (started, session_processes(second.pid))
         ray_nodes.kill(second)
         wait_until(lambda: any(e["event"] == "died" for e in worker_events(run_dir)), proc, "the death logged")
         died_at = next(int(e["global_step"]) for e in worker_events(run_dir) if e["event"] == "died")
@@ -524,7 +529,7 @@ def test_workers_run_on_both_nodes_and_a_lost_node_costs_the_survivor_nothing(ra
     assert len(both) >= 5 and len(alone) >= 5, (len(both), len(alone))
     assert np.median(both) / np.median(alone) >= 0.7, (np.median(both), np.median(alone))
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    assert ckpt["global_step"] >= 60000 and ckpt["worker_failures"] == 1
+    assert ckpt["global_step"] >= 80000 and ckpt["worker_failures"] == 1
     assert_eval_report(json.loads((run_dir / "eval.json").read_text()), 1)
 
 
@@ -543,12 +548,14 @@ def test_with_no_node_left_for_the_workers_the_run_stops_with_a_checkpoint(ray_n
     finally:
         done = finish(proc, timeout=180)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("ppo_ray.py: error: all 2 workers are gone") and "--worker-timeout" in last, done.stderr[-5000:]
-    assert f"--resume {run_dir}" in last, last
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ppo_ray.py: error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-5000:]
+    assert errors[0].startswith("ppo_ray.py: error: all 2 workers are gone") and "--worker-timeout" in errors[0]
+    assert f"--resume {run_dir}" in errors[0], errors[0]
     step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["global_step"]
     assert step >= 3000 and all(int(r["global_step"]) <= step for r in read_progress(run_dir))
-    assert [e["event"] for e in worker_events(run_dir)].count("dropped") == 2
+    events = [e["event"] for e in worker_events(run_dir)]
+    assert events.count("died") == 2 and events.count("dropped") == 2, events  # each death logged once
 
 
 # ---------------------------------------------------------------------------- a worker dies mid-run
