@@ -711,7 +711,8 @@ class WorkerPool:
         in within `within_s` (a timed round also ends at a first signal), and all of them at a second signal."""
         self.step, deadline = global_step, time.time() + (within_s or math.inf)
         self.ask_the_dead()
-        refs = {getattr(self.workers[i], method).remote(*call_args): i for i in targets if i in self.up()}
+        up = set(self.up())
+        refs = {getattr(self.workers[i], method).remote(*call_args): i for i in targets if i in up}
         pending, answers = list(refs), {}
         while pending and time.time() < deadline and not (within_s and self.stop_signal):
             if len(self.stop_signal) >= 2:
@@ -752,7 +753,7 @@ class WorkerPool:
     def answered(self, i: int, answer: dict) -> None:
         before = self.where.get(i)
         self.where[i] = {**(before or {}), **{k: answer[k] for k in ("pid", "host", "node") if k in answer}}
-        if i in self.down and (before or {}).get("pid") is not None:
+        if i in self.down and before is not None:  # back after a death
             del self.down[i]
             was = (before.get("node"), before["pid"])
             restarted = (self.where[i]["node"], answer["pid"]) != was
@@ -760,7 +761,7 @@ class WorkerPool:
                   f"{self.where[i]['node'][:8]}, fresh games, current weights" if restarted else
                   f"worker {i} answers again (pid {answer['pid']})", flush=True)
             self.event(i, "restarted" if restarted else "back")
-        elif before is None or i in self.down:  # its first answer (it may have died once before giving one)
+        elif before is None:  # its first answer (it may have died once before giving one)
             self.down.pop(i, None)
             print(f"worker {i}: pid {answer['pid']} on {answer['host']}, Ray node {answer['node'][:8]}, "
                   f"{self.args.num_envs} games", flush=True)

@@ -62,9 +62,8 @@ def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bo
     `benchmark/checkpoints/<name>.*` too (one set per script is shipped: a seed is recorded without them)."""
     from throughput import hardware
 
-    weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()), None)
-    if not ship:
-        weights = None
+    weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()),
+                   None) if ship else None
     if weights is not None and float16:
         weights = float16_copy(weights)
     if weights is not None and weights.stat().st_size > MAX_WEIGHTS_BYTES:

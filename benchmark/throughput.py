@@ -80,14 +80,19 @@ def script_sps(script: str, flags: list[str], steps: int, warmup_steps: int) -> 
                 "command": " ".join(["python", script, "--total-timesteps", str(steps), "--seed", "1", *flags])}
 
 
+def json_result(cmd: list[str], what: str) -> dict:
+    """Run a timing program that prints its result as one JSON line, last; its stderr tail if it fails."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed: {proc.stderr[-1500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def seed_ray_sps(actors: int, seconds: float = 150.0) -> dict:
     """The seed's Ray example (`ray_pong_seed.py`) with `actors` actors: agent steps per second, steady state."""
     cmd = [sys.executable, str(ROOT / "benchmark" / "ray_pong_seed.py"), "--actors", str(actors), "--seconds",
            str(seconds)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ray_pong_seed.py failed: {proc.stderr[-1500:]}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]),
+    return {**json_result(cmd, "ray_pong_seed.py"),
             "command": f"python benchmark/ray_pong_seed.py --actors {actors} --seconds {seconds:g}"}
 
 
@@ -104,12 +109,10 @@ def sb3_sps(steps: int, warmup_steps: int, num_envs: int) -> dict:
     cmd = [str(python), str(ROOT / "benchmark" / "sb3_dqn.py"), "--total-timesteps", str(steps),
            "--warmup-steps", str(warmup_steps), "--learning-starts", "1000", "--num-envs", str(num_envs),
            "--buffer-size", "50000", "--train-frequency", "4", "--batch-size", "32"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"SB3 failed: {proc.stderr[-1500:]}")
+    result = json_result(cmd, "SB3")
     version = subprocess.run([str(python), "-c", "import stable_baselines3; print(stable_baselines3.__version__)"],
                              capture_output=True, text=True).stdout.strip()
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "command": f"stable-baselines3 {version} DQN, "
+    return {**result, "command": f"stable-baselines3 {version} DQN, "
             f"{num_envs} env(s), AtariWrapper + VecFrameStack(4), learning_starts 1000, train_freq 4, batch 32, "
             "buffer 50000"}
 
@@ -289,9 +292,9 @@ def main() -> None:
         record("dqn_breakdown", dqn_breakdown)
     if wanted & {"breakdown", "ppo_ray_breakdown"}:
         record("ppo_ray_breakdown", ray_breakdown)
-    for actors in (1, 2):  # the seed's Ray example, the yardstick of ppo_ray.py's per-worker cost
-        if wanted & {"seed_ray", f"seed_ray_{actors}actor{'s' * (actors > 1)}"}:
-            record(f"seed_ray_{actors}actor{'s' * (actors > 1)}", lambda: seed_ray_sps(actors))
+    for actors, name in ((1, "seed_ray_1actor"), (2, "seed_ray_2actors")):  # ppo_ray.py's per-worker yardstick
+        if wanted & {"seed_ray", name}:
+            record(name, lambda: seed_ray_sps(actors))
     if "sb3_dqn" in wanted:
         record("sb3_dqn", lambda: sb3_sps(a.steps or DQN_STEPS[0], a.warmup_steps or DQN_STEPS[1], 1))
     for name, (script, flags, steps, warmup) in CASES.items():

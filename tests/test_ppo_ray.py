@@ -22,6 +22,9 @@ import torch
 from conftest import (ROOT, assert_eval_report, assert_one_line_error, copy_alone, load_script, read_progress,
                       scalars, smoke_flags, start_script)
 
+sys.path.insert(0, str(ROOT / "benchmark"))
+import ray_pong_seed  # noqa: E402  (the seed's Ray example, for its preprocessing)
+
 SCRIPT = ROOT / "ppo_ray.py"
 RAY_BIN = Path(sys.executable).parent / "ray"
 RUN = ["--num-envs", "1", "--num-steps", "256", "--eval-episodes", "1"]  # rounds of 256 steps per worker
@@ -33,24 +36,14 @@ def pr():
 
 
 # ---------------------------------------------------------------------------- pure functions
-def seed_preprocess(img: np.ndarray) -> np.ndarray:
-    """The seed's per-frame preprocessing (002), with np.float fixed."""
-    img = img[35:195]
-    img = img[::2, ::2, 0].copy()
-    img[img == 144] = 0
-    img[img == 109] = 0
-    img[img != 0] = 1
-    return img.astype(np.float64).ravel()
-
-
 def test_preprocess_matches_the_seed_batched(pr):
     rng = np.random.default_rng(0)
     frames = rng.choice(np.array([0, 144, 109, 92, 213, 236], np.uint8), size=(3, 210, 160, 3),
                         p=[0.05, 0.5, 0.3, 0.05, 0.05, 0.05])
     out = pr.preprocess(frames)
     assert out.shape == (3, 6400) and out.dtype == np.uint8 and set(np.unique(out)) <= {0, 1}
-    for f, o in zip(frames, out):
-        np.testing.assert_array_equal(o, seed_preprocess(f))
+    for f, o in zip(frames, out):  # the seed's code as benchmark/ray_pong_seed.py runs it (it writes into its input)
+        np.testing.assert_array_equal(o, ray_pong_seed.preprocess(f.copy()))
     np.testing.assert_array_equal(pr.preprocess(frames[0]), out[0])  # one frame works too
 
 
