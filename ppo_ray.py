@@ -22,8 +22,9 @@ Where it departs from the seed (roughly `--update-epochs 1 --learning-rate 1e-4 
 one epoch of one batch is the plain policy gradient): PPO-clip, 4 epochs of one batch each (CleanRL's 4 minibatches,
 `--num-minibatches 4`, cost 4x the gradient rounds, each a hand-over of the weights and the gradients);
 Adam annealed, grad norm 0.5 and entropy 0.01 as CleanRL (the seed's RMSProp has no flag); `--num-steps` per game
-instead of whole episodes, so workers finish rounds together; `PongNoFrameskip-v4` with `--frameskip 4`, not
-Pong-v0's random 2-4 skip (`--env-id ALE/Pong-v5` for its sticky actions).
+instead of whole episodes, so workers finish rounds together; `ALE/Pong-v5`: a 4-frame skip, not Pong-v0's random
+2-4, and sticky actions (an action repeats with probability 0.25, Machado et al. 2018), so that the policy learns to
+play rather than to replay one memorised game (`--env-id PongNoFrameskip-v4` for the deterministic game of CleanRL).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Args:
     """name of the experiment (part of the default run dir)"""
     seed: int = 1
     """one seed drives Python, NumPy, torch, the workers' action sampling and the environments"""
-    env_id: str = "PongNoFrameskip-v4"
+    env_id: str = "ALE/Pong-v5"
     """a Gymnasium id registered by ale-py (its game and sticky-action probability are used)"""
     total_timesteps: int = 10_000_000
     """agent steps (environment steps after frame skip, summed over all workers' games) to train for"""
