@@ -3,9 +3,11 @@
     python benchmark/report.py                                   # table + plots from benchmark/results/
     python benchmark/report.py --collect runs/dqn_pong_s1 --name dqn_cnn --note "..."   # record a run first
     python benchmark/report.py --evaluate dqn_cnn                # replay its shipped weights under the protocol
+    python benchmark/report.py --ship ppo_ray_seed2 --evaluate ppo_ray_seed2   # a seed's weights become the shipped set
 
-Runs recorded by `benchmark/seeds.py --record` (`<script>_seed<N>`) also get a per-script table: each seed's
-steps and wall time to each level of its curve, and the median, min and max over the seeds that reached it.
+Runs recorded by `benchmark/seeds.py --record` (`<label>_seed<N>`) also get a table per script and setting: each
+seed's steps and wall time to each level of its curve, its final mean-100 and own evaluation, and the median, min
+and max over the seeds that reached each level.
 
 A run record is `benchmark/results/<name>/`: the run's progress.csv, eval.json, args.json,
 commands.txt and a meta.json (hardware, date, note) that `--collect` writes. `--collect` also copies the
@@ -57,18 +59,27 @@ def float16_copy(weights: Path) -> Path:
     return half
 
 
+def final_weights(run_dir: Path, float16: bool) -> Path:
+    """A finished run's final weights as they would ship (float16 on request), at most 8 MB."""
+    weights = next(run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists())
+    if float16:
+        weights = float16_copy(weights)
+    if weights.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise SystemExit(f"{weights} is {weights.stat().st_size / 2**20:.1f} MB, over the 8 MB limit: "
+                         "ship it as float16 (--float16)")
+    return weights
+
+
+def write_meta(dest: Path, meta: dict) -> None:
+    (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bool = True) -> None:
     """Record a finished run as `benchmark/results/<name>/`; with `ship`, its final weights go to
     `benchmark/checkpoints/<name>.*` too (one set per script is shipped: a seed is recorded without them)."""
     from throughput import hardware
 
-    weights = next((run_dir / f for f in ("final_model.pt", "final_model.npz") if (run_dir / f).exists()),
-                   None) if ship else None
-    if weights is not None and float16:
-        weights = float16_copy(weights)
-    if weights is not None and weights.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise SystemExit(f"{weights} is {weights.stat().st_size / 2**20:.1f} MB, over the 8 MB limit: "
-                         "ship it as float16 (--float16)")
+    weights = final_weights(run_dir, float16) if ship else None
     dest = RESULTS / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in RUN_FILES:
@@ -77,11 +88,30 @@ def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bo
     if weights is not None:
         CHECKPOINTS.mkdir(exist_ok=True)
         shutil.copy(weights, CHECKPOINTS / f"{name}{weights.suffix}")
-    meta = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note, "run_dir": str(run_dir),
-            "code": code_version(),
-            "weights": f"benchmark/checkpoints/{name}{weights.suffix}" if weights else None}
-    (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_meta(dest, {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note, "run_dir": str(run_dir),
+                      "code": code_version(),
+                      "weights": f"benchmark/checkpoints/{name}{weights.suffix}" if weights else None})
     print(f"recorded {run_dir} as {dest}")
+
+
+def ship_seed(name: str, float16: bool = False) -> None:
+    """Make a recorded seed's final weights its script's one shipped set, `benchmark/checkpoints/<script>.<ext>`.
+    The records that shipped weights of that script before keep their scores; their files go."""
+    dest = RESULTS / name
+    meta = json.loads((dest / "meta.json").read_text())
+    weights = final_weights(Path(meta["run_dir"]), float16)
+    stem = Path(script_of(dest)).stem
+    for other in sorted(RESULTS.glob(f"{stem}*/meta.json")):
+        old = json.loads(other.read_text())
+        if other.parent != dest and old.get("weights"):
+            (BENCH.parent / old["weights"]).unlink(missing_ok=True)
+            write_meta(other.parent, {**old, "weights": None, "note": f"{old['note']} Its weights are no longer "
+                                      f"shipped (one set per script: the {name} record's); its scores above were "
+                                      "measured on them."})
+    shipped = CHECKPOINTS / f"{stem}{weights.suffix}"
+    shutil.copy(weights, shipped)
+    write_meta(dest, {**meta, "weights": str(shipped.relative_to(BENCH.parent))})
+    print(f"shipped {weights} as {shipped}")
 
 
 def script_of(dest: Path) -> str:
@@ -231,8 +261,8 @@ def hours(seconds: float) -> str:
 
 # The levels each script's seeds are timed to: the mean of the last 100 training games (pg_numpy: Karpathy's running
 # mean, the seed's measure), the first of them the threshold a seed must reach to count as a success.
-SEED_LEVELS = {"dqn_cnn": ("mean-100", (19, 0, 10)), "ppo_mlp": ("mean-100", (14, 0, 10, 19)),
-               "ppo_ray": ("mean-100", (14, 0, 10, 19)), "pg_numpy": ("running_mean", (0, -10, 5))}
+SEED_LEVELS = {"dqn_cnn": ("mean-100", (19, 0, 10)), "ppo_mlp": ("mean-100", (14, 0, 5, 10, 19)),
+               "ppo_ray": ("mean-100", (14, 0, 5, 10, 19)), "pg_numpy": ("running_mean", (0, -10, 5))}
 
 
 def first_reached(rows: dict[str, np.ndarray], measure: str, level: float) -> tuple[int, float] | None:
@@ -259,38 +289,60 @@ def plot_curves(runs: dict[str, dict[str, np.ndarray]], title: str, name: str, f
     return save_figure(fig, name, folder)
 
 
-def plot_seeds(stem: str, runs: dict[str, dict[str, np.ndarray]]) -> str:
-    """Every seed's mean-100 curve of one script on one pair of axes: how much the seed matters."""
+def plot_seeds(label: str, runs: dict[str, dict[str, np.ndarray]]) -> str:
+    """Every seed's mean-100 curve of one script (and setting) on one pair of axes: how much the seed matters."""
     labelled = {f"seed {name.rsplit('seed', 1)[1]}": rows for name, rows in runs.items()}
-    return plot_curves(labelled, f"{stem}: every seed", f"{stem}_seeds").name
+    return plot_curves(labelled, f"{label}: every seed", f"{label}_seeds").name
+
+
+def seed_groups(stem: str) -> dict[str, list[Path]]:
+    """The seed records of one script, by label (`<stem>_seed<N>`, or `<stem>_<setting>_seed<N>` for seeds run with
+    a setting other than the defaults, `seeds.py --label`), each list in seed order."""
+    groups: dict[str, list[Path]] = {}
+    for d in RESULTS.glob(f"{stem}*_seed*"):
+        label, _, seed = d.name.rpartition("_seed")
+        if seed.isdigit() and (label == stem or label.startswith(stem + "_")):
+            groups.setdefault(label, []).append(d)
+    return {label: sorted(ds, key=lambda d: int(d.name.rpartition("_seed")[2])) for label, ds in sorted(groups.items())}
+
+
+def own_eval(dest: Path) -> str:
+    """The run's own final evaluation: mean ± std over its games, and the sticky-action probability it played at."""
+    e = json.loads((dest / "eval.json").read_text())
+    return f"{e['mean']:.2f} ± {e['std']:.2f} ({e['episodes']}, sticky {e['sticky']:g})"
 
 
 def seeds_table() -> list[str]:
-    """Per script, every seed recorded by `benchmark/seeds.py --record` (`<script>_seed<N>`): steps and wall time to
-    each level, and the median, min and max over the seeds that reached it. A seed that never did stays listed."""
+    """Per script and setting, every seed recorded by `benchmark/seeds.py --record`: steps and wall time to each
+    level, the final mean-100 and own evaluation, and the median, min and max over the seeds that reached each level.
+    A seed that never did stays listed."""
     lines = []
-    for stem, (measure, levels) in SEED_LEVELS.items():
-        records = sorted(RESULTS.glob(f"{stem}_seed*"), key=lambda d: int(d.name.rsplit("seed", 1)[1]))
-        if not records:
-            continue
-        runs = {d.name: read_rows(d / "progress.csv") for d in records}
-        png = plot_seeds(stem, runs)
-        lines += [f"### {stem}: {len(records)} seeds, {measure} to each level ([curves](plots/{png}))", "",
-                  "| seed | " + " | ".join(f"{measure} {level:+g}" for level in levels) + " |",
-                  "|---|" + "---|" * len(levels)]
-        reached = {level: [first_reached(rows, measure, level) for rows in runs.values()] for level in levels}
-        for i, name in enumerate(runs):
-            cells = [f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached" for r in
-                     (reached[level][i] for level in levels)]
-            lines.append(f"| {name.rsplit('seed', 1)[1]} | " + " | ".join(cells) + " |")
-        for label, pick in (("median", np.median), ("min", np.min), ("max", np.max)):
-            cells = []
-            for level in levels:
-                hits = [r for r in reached[level] if r]
-                cells.append(f"{pick([r[0] for r in hits]):,.0f} steps, {hours(float(pick([r[1] for r in hits])))} "
-                             f"({len(hits)}/{len(runs)})" if hits else "none reached")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines.append("")
+    for stem, (measure, (threshold, *others)) in SEED_LEVELS.items():
+        levels = sorted((threshold, *others))
+        for label, records in seed_groups(stem).items():
+            runs = {d.name: read_rows(d / "progress.csv") for d in records}
+            env_id = json.loads((records[0] / "args.json").read_text())["env_id"]
+            png = plot_seeds(label, runs)
+            seeds = f"{len(records)} seed{'s' * (len(records) > 1)}"
+            lines += [f"### {label}: {seeds} on {env_id}, {measure} to each level ([curves](plots/{png}))",
+                      "", "| seed | " + " | ".join(f"{measure} {level:+g}" + " (threshold)" * (level == threshold)
+                                               for level in levels) +
+                      " | final mean-100 | own final eval (games, sticky) |", "|---|" + "---|" * (len(levels) + 2)]
+            reached = {level: [first_reached(rows, measure, level) for rows in runs.values()] for level in levels}
+            for i, (name, rows) in enumerate(runs.items()):
+                cells = [f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached" for r in
+                         (reached[level][i] for level in levels)]
+                evaluated = own_eval(RESULTS / name) if (RESULTS / name / "eval.json").exists() else "-"
+                lines.append(f"| {name.rpartition('_seed')[2]} | " + " | ".join(cells) +
+                             f" | {mean_last(rows['episodic_return'])[-1]:.2f} | {evaluated} |")
+            for stat, pick in (("median", np.median), ("min", np.min), ("max", np.max)):
+                cells = []
+                for level in levels:
+                    hits = [r for r in reached[level] if r]
+                    cells.append(f"{pick([r[0] for r in hits]):,.0f} steps, {hours(float(pick([r[1] for r in hits])))} "
+                                 f"({len(hits)}/{len(runs)})" if hits else "none reached")
+                lines.append(f"| {stat} | " + " | ".join(cells) + " | | |")
+            lines.append("")
     return lines
 
 
@@ -420,7 +472,9 @@ def main() -> None:
     p.add_argument("--collect", type=Path, help="a run dir to record under benchmark/results/ first")
     p.add_argument("--name", help="the record's name, with --collect")
     p.add_argument("--note", default="", help="what a reader must know about the run, with --collect")
-    p.add_argument("--float16", action="store_true", help="with --collect: ship the weights as float16 (half the MB)")
+    p.add_argument("--float16", action="store_true",
+                   help="with --collect or --ship: ship the weights as float16 (half the MB)")
+    p.add_argument("--ship", metavar="NAME", help="ship a recorded seed's final weights as its script's one set")
     p.add_argument("--evaluate", nargs="+", default=[], metavar="NAME",
                    help="records whose shipped weights to play under the evaluation protocol first")
     p.add_argument("--probe", nargs="+", metavar="ARG", help="only plot a probe: its folder, a title, then "
@@ -433,6 +487,8 @@ def main() -> None:
         return
     if a.collect:
         collect(a.collect, a.name or a.collect.name, a.note, a.float16)
+    if a.ship:
+        ship_seed(a.ship, a.float16)
     for name in a.evaluate:
         evaluate_shipped(name)
     intro = (BENCH / "RESULTS.intro.md").read_text() if (BENCH / "RESULTS.intro.md").exists() else ""

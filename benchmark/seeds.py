@@ -2,13 +2,14 @@
 
     python benchmark/seeds.py ppo_mlp.py --seeds 1 2 3 --total-timesteps 6000000 --record
     python benchmark/seeds.py dqn_cnn.py --seeds 1 2 3 --total-timesteps 2000000 -- --target-return 19.5
+    python benchmark/seeds.py ppo_ray.py --label ppo_ray_v4 --total-timesteps 6000000 -- --env-id PongNoFrameskip-v4
 
-Each seed trains in `<runs-dir>/<script stem>/seed<N>` with the script's defaults and the flags after `--`
-(run-control flags only, for a reported run). Two training runs never share the 2 cores: the seeds run in
-turn. Running the same command again continues what a stop left unfinished (`--resume`) and leaves finished runs
-as they are, so a long batch survives a session's end; a larger `--total-timesteps` continues the runs that ended
-at their budget.
-With `--record`, each finished run (and one finished before) is recorded as `benchmark/results/<stem>_seed<N>/`
+Each seed trains in `<runs-dir>/<label>/seed<N>` with the script's defaults and the flags after `--` (run-control
+flags only, for a reported run; `--label`, by default the script's stem, names a batch run with other flags). Two
+training runs never share the 2 cores: the seeds run in turn. Running the same command again continues what a stop
+left unfinished (`--resume`) and leaves finished runs as they are, so a long batch survives a session's end; a
+larger `--total-timesteps` continues the runs that ended at their budget.
+With `--record`, each finished run (and one finished before) is recorded as `benchmark/results/<label>_seed<N>/`
 (`report.py --collect`), without shipping its weights: one set per script is shipped, chosen among the seeds.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +46,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--total-timesteps", type=int, required=True, help="each seed's budget in agent steps")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "seeds")
+    p.add_argument("--label", help="names the batch's run dirs and records (default: the script's stem)")
     p.add_argument("--record", action="store_true", help="record each finished run under benchmark/results/")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)  # the flags after `--` are the script's
@@ -52,8 +55,12 @@ def main() -> None:
     if not (ROOT / a.script).is_file():
         raise SystemExit(f"seeds.py: error: {a.script}: no such script in {ROOT}")
     stem = Path(a.script).stem
+    label = a.label or stem
+    if not (label == stem or label.startswith(stem + "_")):
+        raise SystemExit(f"seeds.py: error: --label {label}: must start with {stem}_ (the report groups by script)")
+    batch = "python benchmark/seeds.py " + shlex.join(argv)
     for seed in a.seeds:
-        run_dir = a.runs_dir / stem / f"seed{seed}"
+        run_dir = a.runs_dir / label / f"seed{seed}"
         if finished(run_dir, a.total_timesteps):
             print(f"seed {seed}: done ({run_dir})", flush=True)
         else:
@@ -65,8 +72,7 @@ def main() -> None:
         if a.record:  # the seed's curve, settings and eval; its weights stay in its run dir
             from report import collect
 
-            collect(run_dir, f"{stem}_seed{seed}", note=f"seed {seed} of `python benchmark/seeds.py {a.script}`",
-                    ship=False)
+            collect(run_dir, f"{label}_seed{seed}", note=f"Seed {seed} of `{batch}`.", ship=False)
 
 
 if __name__ == "__main__":

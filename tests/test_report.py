@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -33,19 +34,64 @@ def test_the_running_mean_counts_from_the_first_game_and_a_level_never_reached_i
     assert report.first_reached(curve, "running_mean", 5) is None
 
 
+def write_seed_record(results, name: str, scores: list[float], env_id: str = "ALE/Pong-v5") -> None:
+    """A seed record as `seeds.py --record` leaves it: progress.csv (one game per 1,000 steps and 10 s) and args.json."""
+    folder = results / name
+    folder.mkdir(parents=True)
+    (folder / "progress.csv").write_text("global_step,episode,episodic_return,episodic_length,wall_time_s,sps\n" +
+                                         "".join(f"{1000 * (i + 1)},{i + 1},{r},800,{10.0 * (i + 1)},100\n"
+                                                 for i, r in enumerate(scores)))
+    (folder / "args.json").write_text(json.dumps({"env_id": env_id}))
+
+
 def test_seeds_table_times_every_seed_and_keeps_a_seed_that_never_got_there(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
-    header = "global_step,episode,episodic_return,episodic_length,wall_time_s,sps\n"
     for seed, losses, wins in ((1, 100, 100), (2, 150, 100), (3, 200, 0)):  # seed 3 never wins
-        scores = [-21.0] * losses + [21.0] * wins
-        folder = tmp_path / "results" / f"ppo_mlp_seed{seed}"
-        folder.mkdir(parents=True)
-        (folder / "progress.csv").write_text(header + "".join(
-            f"{1000 * (i + 1)},{i + 1},{r},800,{10.0 * (i + 1)},100\n" for i, r in enumerate(scores)))
+        write_seed_record(tmp_path / "results", f"ppo_mlp_seed{seed}", [-21.0] * losses + [21.0] * wins)
     lines = report.seeds_table()
-    assert "| 3 | not reached | not reached | not reached | not reached |" in lines, lines
-    median = next(line for line in lines if line.startswith("| median"))
+    assert "| 3 | " + " | ".join(["not reached"] * 5) + " | -21.00 | - |" in lines, lines
+    header = next(line for line in lines if line.startswith("| seed"))
+    column = header.split(" | ").index("mean-100 +14 (threshold)")
+    median = next(line for line in lines if line.startswith("| median")).split(" | ")[column]
     # mean-100 reaches +14 at game 184 (seed 1) and 234 (seed 2): the median of the two seeds that got there
-    assert median.startswith("| median | 209,000 steps") and "(2/3)" in median, median
+    assert median == "209,000 steps, 35 min (2/3)", median
     assert (tmp_path / "plots" / "ppo_mlp_seeds.png").exists()
+
+
+def test_seeds_run_with_another_setting_get_a_table_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    write_seed_record(tmp_path / "results", "ppo_ray_seed1", [-21.0] * 100)
+    write_seed_record(tmp_path / "results", "ppo_ray_v4_seed1", [21.0] * 100, env_id="PongNoFrameskip-v4")
+    write_seed_record(tmp_path / "results", "ppo_ray_1minibatch", [21.0] * 100)  # a single run, not a seed record
+    titles = [line for line in report.seeds_table() if line.startswith("###")]
+    assert len(titles) == 2, titles
+    assert titles[0].startswith("### ppo_ray: 1 seed on ALE/Pong-v5")
+    assert titles[1].startswith("### ppo_ray_v4: 1 seed on PongNoFrameskip-v4")
+
+
+def test_shipping_a_seed_replaces_the_scripts_shipped_weights_and_keeps_the_old_records_scores(tmp_path, monkeypatch):
+    for name, folder in (("RESULTS", "results"), ("CHECKPOINTS", "checkpoints")):
+        monkeypatch.setattr(report, name, tmp_path / folder)
+    monkeypatch.setattr(report, "BENCH", tmp_path / "bench")  # the repository root is its parent: tmp_path
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "ppo_ray_1minibatch.pt").write_bytes(b"old weights")
+    records = {"ppo_ray_1minibatch": ("runs/old", "checkpoints/ppo_ray_1minibatch.pt"),
+               "ppo_ray_seed2": ("runs/s2", None)}
+    for name, (run_dir, weights) in records.items():
+        (tmp_path / run_dir).mkdir(parents=True)
+        (tmp_path / run_dir / "final_model.pt").write_bytes(f"weights of {name}".encode())
+        dest = tmp_path / "results" / name
+        dest.mkdir(parents=True)
+        (dest / "commands.txt").write_text("2026-11-26T00:00:00 python ppo_ray.py --seed 2\n")
+        (dest / "eval_sticky_0.json").write_text("{}")
+        report.write_meta(dest, {"note": "A run.", "run_dir": str(tmp_path / run_dir), "weights": weights})
+    report.ship_seed("ppo_ray_seed2")
+    assert (tmp_path / "checkpoints" / "ppo_ray.pt").read_bytes() == b"weights of ppo_ray_seed2"
+    assert not (tmp_path / "checkpoints" / "ppo_ray_1minibatch.pt").exists(), "one set of weights per script"
+    old = json.loads((tmp_path / "results" / "ppo_ray_1minibatch" / "meta.json").read_text())
+    assert old["weights"] is None and "no longer shipped" in old["note"]
+    assert (tmp_path / "results" / "ppo_ray_1minibatch" / "eval_sticky_0.json").exists()
+    new = json.loads((tmp_path / "results" / "ppo_ray_seed2" / "meta.json").read_text())
+    assert new["weights"] == "checkpoints/ppo_ray.pt"  # relative to the repository root

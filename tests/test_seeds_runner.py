@@ -40,3 +40,14 @@ def test_a_larger_budget_continues_a_finished_seed_from_its_checkpoint(tmp_path)
     assert "--resume" in more.stdout and checkpoint_step(run_dir / "checkpoint.npz") >= 3000
     assert read_progress(run_dir)[:len(rows_before)] == rows_before
     assert json.loads((run_dir / "args.json").read_text())["total_timesteps"] == 3000
+
+
+def test_a_labelled_batch_trains_in_its_own_folder_and_a_label_must_name_the_script(tmp_path):
+    labelled = seeds(tmp_path, "--label", "pg_numpy_v4", "--seeds", "1", "--total-timesteps", "1500", *TINY[:1],
+                     "--env-id", "PongNoFrameskip-v4", *TINY[1:])
+    assert labelled.returncode == 0, labelled.stdout[-2000:] + labelled.stderr[-2000:]
+    settings = json.loads((tmp_path / "pg_numpy_v4" / "seed1" / "args.json").read_text())
+    assert settings["env_id"] == "PongNoFrameskip-v4" and not (tmp_path / "pg_numpy").exists()
+    wrong = seeds(tmp_path, "--label", "ppo_mlp_v4", "--seeds", "1", "--total-timesteps", "1500", *TINY)
+    assert wrong.returncode != 0 and wrong.stderr.strip().splitlines() == [
+        "seeds.py: error: --label ppo_mlp_v4: must start with pg_numpy_ (the report groups by script)"], wrong.stderr
