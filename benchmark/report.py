@@ -312,6 +312,16 @@ def own_eval(dest: Path) -> str:
     return f"{e['mean']:.2f} ± {e['std']:.2f} ({e['episodes']}, sticky {e['sticky']:g})"
 
 
+def over_seeds(reached: list[tuple[int, float] | None], stat: str) -> str:
+    """The seed at the median, min or max wall time to a level (its steps beside it; the lower middle one for an even
+    count). A seed that never reached the level counts as slower than any that did: the median is reached only when
+    most seeds got there."""
+    hits = sorted((r for r in reached if r), key=lambda r: r[1])
+    ranked = hits + [None] * (len(reached) - len(hits))
+    r = {"min": ranked[0], "max": ranked[-1], "median": ranked[(len(ranked) - 1) // 2]}[stat]
+    return (f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached") + f" ({len(hits)}/{len(reached)} reached)"
+
+
 def seeds_table() -> list[str]:
     """Per script and setting, every seed recorded by `benchmark/seeds.py --record`: steps and wall time to each
     level, the final mean-100 and own evaluation, and the median, min and max over the seeds that reached each level.
@@ -335,12 +345,8 @@ def seeds_table() -> list[str]:
                 evaluated = own_eval(RESULTS / name) if (RESULTS / name / "eval.json").exists() else "-"
                 lines.append(f"| {name.rpartition('_seed')[2]} | " + " | ".join(cells) +
                              f" | {mean_last(rows['episodic_return'])[-1]:.2f} | {evaluated} |")
-            for stat, pick in (("median", np.median), ("min", np.min), ("max", np.max)):
-                cells = []
-                for level in levels:
-                    hits = [r for r in reached[level] if r]
-                    cells.append(f"{pick([r[0] for r in hits]):,.0f} steps, {hours(float(pick([r[1] for r in hits])))} "
-                                 f"({len(hits)}/{len(runs)})" if hits else "none reached")
+            for stat in ("median", "min", "max"):
+                cells = [over_seeds(reached[level], stat) for level in levels]
                 lines.append(f"| {stat} | " + " | ".join(cells) + " | | |")
             lines.append("")
     return lines

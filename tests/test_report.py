@@ -54,8 +54,10 @@ def test_seeds_table_times_every_seed_and_keeps_a_seed_that_never_got_there(tmp_
     header = next(line for line in lines if line.startswith("| seed"))
     column = header.split(" | ").index("mean-100 +14 (threshold)")
     median = next(line for line in lines if line.startswith("| median")).split(" | ")[column]
-    # mean-100 reaches +14 at game 184 (seed 1) and 234 (seed 2): the median of the two seeds that got there
-    assert median == "209,000 steps, 35 min (2/3)", median
+    # mean-100 reaches +14 at game 184 (seed 1) and 234 (seed 2), never for seed 3: the median seed is seed 2
+    assert median == "234,000 steps, 39 min (2/3 reached)", median
+    last = next(line for line in lines if line.startswith("| max")).split(" | ")[column]
+    assert last == "not reached (2/3 reached)", last
     assert (tmp_path / "plots" / "ppo_mlp_seeds.png").exists()
 
 
@@ -95,3 +97,9 @@ def test_shipping_a_seed_replaces_the_scripts_shipped_weights_and_keeps_the_old_
     assert (tmp_path / "results" / "ppo_ray_1minibatch" / "eval_sticky_0.json").exists()
     new = json.loads((tmp_path / "results" / "ppo_ray_seed2" / "meta.json").read_text())
     assert new["weights"] == "checkpoints/ppo_ray.pt"  # relative to the repository root
+
+
+def test_the_median_seed_is_not_reached_when_most_seeds_never_got_there():
+    assert report.over_seeds([None, (1000, 60.0), None], "median") == "not reached (1/3 reached)"
+    assert report.over_seeds([None, (1000, 60.0), None], "min") == "1,000 steps, 1 min (1/3 reached)"
+    assert report.over_seeds([(3000, 300.0), (1000, 60.0), (2000, 120.0)], "median") == "2,000 steps, 2 min (3/3 reached)"
