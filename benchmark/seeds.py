@@ -10,7 +10,8 @@ training runs never share the 2 cores: the seeds run in turn. Running the same c
 left unfinished (`--resume`) and leaves finished runs as they are, so a long batch survives a session's end; a
 larger `--total-timesteps` continues the runs that ended at their budget.
 With `--record`, each finished run (and one finished before) is recorded as `benchmark/results/<label>_seed<N>/`
-(`report.py --collect`), without shipping its weights: one set per script is shipped, chosen among the seeds.
+(`report.py --collect`), without shipping its weights: one set per script is shipped, chosen among the seeds. A
+record of the same run (same curve and eval) is left as it is, its note included.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ def finished(run_dir: Path, total: int) -> bool:
     if not (run_dir / "eval.json").exists():
         return False
     return json.loads((run_dir / "args.json").read_text())["total_timesteps"] >= total
+
+
+def recorded(run_dir: Path, name: str) -> bool:
+    """The run is recorded as it is now (same curve and eval): recording it again would only lose the record's note."""
+    dest = BENCH / "results" / name
+    return all((dest / f).exists() and (dest / f).read_bytes() == (run_dir / f).read_bytes()
+               for f in ("progress.csv", "eval.json"))
 
 
 def seed_command(script: str, seed: int, run_dir: Path, total: int, extra: list[str]) -> list[str]:
@@ -69,7 +77,7 @@ def main() -> None:
             code = subprocess.run(command, cwd=ROOT).returncode
             if code != 0:
                 raise SystemExit(f"seeds.py: seed {seed} stopped with exit code {code}; run the same command to go on")
-        if a.record:  # the seed's curve, settings and eval; its weights stay in its run dir
+        if a.record and not recorded(run_dir, f"{label}_seed{seed}"):  # its curve, settings and eval; not its weights
             from report import collect
 
             collect(run_dir, f"{label}_seed{seed}", note=f"Seed {seed} of `{batch}`.", ship=False)

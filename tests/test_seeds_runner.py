@@ -51,3 +51,19 @@ def test_a_labelled_batch_trains_in_its_own_folder_and_a_label_must_name_the_scr
     wrong = seeds(tmp_path, "--label", "ppo_mlp_v4", "--seeds", "1", "--total-timesteps", "1500", *TINY)
     assert wrong.returncode != 0 and wrong.stderr.strip().splitlines() == [
         "seeds.py: error: --label ppo_mlp_v4: must start with pg_numpy_ (the report groups by script)"], wrong.stderr
+
+
+def test_a_seed_recorded_as_it_is_now_is_not_recorded_again(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    import seeds as runner
+
+    monkeypatch.setattr(runner, "BENCH", tmp_path / "bench")
+    run_dir, dest = tmp_path / "run", tmp_path / "bench" / "results" / "pg_numpy_seed1"
+    for folder in (run_dir, dest):
+        folder.mkdir(parents=True)
+        (folder / "progress.csv").write_text("global_step\n1000\n")
+        (folder / "eval.json").write_text('{"mean": 1.0}')
+    assert runner.recorded(run_dir, "pg_numpy_seed1")
+    (run_dir / "progress.csv").write_text("global_step\n1000\n2000\n")  # the run went on: record it again
+    assert not runner.recorded(run_dir, "pg_numpy_seed1")
+    assert not runner.recorded(run_dir, "pg_numpy_seed2")
