@@ -7,7 +7,7 @@
 
 Runs recorded by `benchmark/seeds.py --record` (`<label>_seed<N>`) also get a table per script and setting: each
 seed's steps and wall time to each level of its curve, its final mean-100 and own evaluation, and the median, min
-and max over the seeds that reached each level.
+and max seed (one that never reached a level counting as slower than any that did).
 
 A run record is `benchmark/results/<name>/`: the run's progress.csv, eval.json, args.json,
 commands.txt and a meta.json (hardware, date, note) that `--collect` writes. `--collect` also copies the
@@ -85,12 +85,12 @@ def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bo
     for f in RUN_FILES:
         if (run_dir / f).exists():
             shutil.copy(run_dir / f, dest / f)
-    if weights is not None:
+    shipped = CHECKPOINTS / f"{name}{weights.suffix}" if weights is not None else None
+    if shipped:
         CHECKPOINTS.mkdir(exist_ok=True)
-        shutil.copy(weights, CHECKPOINTS / f"{name}{weights.suffix}")
+        shutil.copy(weights, shipped)
     write_meta(dest, {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note, "run_dir": str(run_dir),
-                      "code": code_version(),
-                      "weights": f"benchmark/checkpoints/{name}{weights.suffix}" if weights else None})
+                      "code": code_version(), "weights": str(shipped.relative_to(BENCH.parent)) if shipped else None})
     print(f"recorded {run_dir} as {dest}")
 
 
@@ -289,9 +289,14 @@ def plot_curves(runs: dict[str, dict[str, np.ndarray]], title: str, name: str, f
     return save_figure(fig, name, folder)
 
 
+def seed_of(record: str) -> int:
+    """The seed of a seed record's name, `<label>_seed<N>`."""
+    return int(record.rpartition("_seed")[2])
+
+
 def plot_seeds(label: str, runs: dict[str, dict[str, np.ndarray]]) -> str:
     """Every seed's mean-100 curve of one script (and setting) on one pair of axes: how much the seed matters."""
-    labelled = {f"seed {name.rsplit('seed', 1)[1]}": rows for name, rows in runs.items()}
+    labelled = {f"seed {seed_of(name)}": rows for name, rows in runs.items()}
     return plot_curves(labelled, f"{label}: every seed", f"{label}_seeds").name
 
 
@@ -303,7 +308,7 @@ def seed_groups(stem: str) -> dict[str, list[Path]]:
         label, _, seed = d.name.rpartition("_seed")
         if seed.isdigit() and (label == stem or label.startswith(stem + "_")):
             groups.setdefault(label, []).append(d)
-    return {label: sorted(ds, key=lambda d: int(d.name.rpartition("_seed")[2])) for label, ds in sorted(groups.items())}
+    return {label: sorted(ds, key=lambda d: seed_of(d.name)) for label, ds in sorted(groups.items())}
 
 
 def own_eval(dest: Path) -> str:
@@ -324,8 +329,8 @@ def over_seeds(reached: list[tuple[int, float] | None], stat: str) -> str:
 
 def seeds_table() -> list[str]:
     """Per script and setting, every seed recorded by `benchmark/seeds.py --record`: steps and wall time to each
-    level, the final mean-100 and own evaluation, and the median, min and max over the seeds that reached each level.
-    A seed that never did stays listed."""
+    level, the final mean-100 and own evaluation, and the median, min and max seed per level (`over_seeds`). A seed
+    that never reached a level stays listed."""
     lines = []
     for stem, (measure, (threshold, *others)) in SEED_LEVELS.items():
         levels = sorted((threshold, *others))
@@ -343,7 +348,7 @@ def seeds_table() -> list[str]:
                 cells = [f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached" for r in
                          (reached[level][i] for level in levels)]
                 evaluated = own_eval(RESULTS / name) if (RESULTS / name / "eval.json").exists() else "-"
-                lines.append(f"| {name.rpartition('_seed')[2]} | " + " | ".join(cells) +
+                lines.append(f"| {seed_of(name)} | " + " | ".join(cells) +
                              f" | {mean_last(rows['episodic_return'])[-1]:.2f} | {evaluated} |")
             for stat in ("median", "min", "max"):
                 cells = [over_seeds(reached[level], stat) for level in levels]
