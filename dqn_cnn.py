@@ -12,8 +12,10 @@ the last 4 frames (zeros before an episode's first frame). A CNN needs the stack
 is the seed's and the Nature paper's stack, so scores compare. Rewards are clipped to their sign for learning only;
 `charts/episodic_return` and `progress.csv` report the true game score.
 
-Where it departs from the seed (the seed's setup stays reachable: `--n-step 1 --train-frequency 1 --num-envs 1
---buffer-size 10000 --no-compile`):
+Where it departs from the seed (the seed's setup stays reachable: `--env-id PongNoFrameskip-v4 --n-step 1
+--train-frequency 1 --num-envs 1 --buffer-size 10000 --no-compile`):
+- `ALE/Pong-v5`: sticky actions (an action repeats with probability 0.25, Machado et al. 2018), so that the agent
+  learns to play rather than to replay one memorised game; the seed, Nature and CleanRL play `PongNoFrameskip-v4`;
 - `--train-frequency 4` with `--num-envs 4`: one gradient step per 4 agent steps. On a CPU an update costs many
   environment steps, and a *mean-100* of 19 needs a hundred good games after the policy is good: cheap in updates
   only at a lower replay ratio;
@@ -63,8 +65,8 @@ class Args:
     """name of the experiment (part of the default run dir)"""
     seed: int = 1
     """one seed drives Python, NumPy, torch and the environments"""
-    env_id: str = "PongNoFrameskip-v4"
-    """a Gymnasium id registered by ale-py"""
+    env_id: str = "ALE/Pong-v5"
+    """a Gymnasium id registered by ale-py (the seed's: PongNoFrameskip-v4, no sticky actions)"""
     total_timesteps: int = 2_000_000
     """agent steps (environment steps after frame skip, summed over envs) to train for"""
     cuda: bool = True
