@@ -301,6 +301,17 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + 1e-8) if len(x) > 1 else x - x.mean()
 
 
+def estimate_advantages(args: Args, rewards, values, next_value, terminated, dones, played) -> tuple:
+    """(advantages, returns, the steps the update uses) of a rollout: GAE with the value head, or the seed's
+    standardised per-point returns (`--advantages point-returns`), which skip steps whose point is not over yet."""
+    if args.advantages == "gae":
+        return (*compute_gae(rewards, values, next_value, terminated, dones, args.gamma, args.gae_lambda), played)
+    returns, known = point_returns(rewards, dones, args.gamma)
+    use = played & known
+    returns[use] = standardise(returns[use])
+    return returns, returns, use
+
+
 # ---------------------------------------------------------------------------- losses and update
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """Per-sample PPO-clip policy loss: -min(r A, clip(r, 1-eps, 1+eps) A)."""
@@ -411,15 +422,7 @@ def train(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, lr_schedul
         # ALGO LOGIC: advantages and the PPO update
         with torch.no_grad():
             next_value = agent(x)[1]
-        if args.advantages == "gae":
-            advantages, returns = compute_gae(rewards, values, next_value, terminated, dones, args.gamma,
-                                              args.gae_lambda)
-            use = played
-        else:
-            returns, known = point_returns(rewards, dones, args.gamma)
-            use = played & known
-            returns[use] = standardise(returns[use])
-            advantages = returns
+        advantages, returns, use = estimate_advantages(args, rewards, values, next_value, terminated, dones, played)
         batch = {"obs": obs.reshape(T * N, inputs), "actions": actions.reshape(-1), "logprobs": logprobs.reshape(-1),
                  "values": values.reshape(-1), "advantages": advantages.reshape(-1), "returns": returns.reshape(-1)}
         stats = ppo_update(agent, optimizer, batch, use.reshape(-1), args)
