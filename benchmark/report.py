@@ -318,12 +318,12 @@ def own_eval(dest: Path) -> str:
 
 
 def over_seeds(reached: list[tuple[int, float] | None], stat: str) -> str:
-    """The seed at the median, min or max wall time to a level (its steps beside it; the lower middle one for an even
+    """The seed at the median, min or max wall time to a level (its steps beside it; the slower middle one for an even
     count). A seed that never reached the level counts as slower than any that did: the median is reached only when
-    most seeds got there."""
+    more than half of the seeds got there."""
     hits = sorted((r for r in reached if r), key=lambda r: r[1])
     ranked = hits + [None] * (len(reached) - len(hits))
-    r = {"min": ranked[0], "max": ranked[-1], "median": ranked[(len(ranked) - 1) // 2]}[stat]
+    r = {"min": ranked[0], "max": ranked[-1], "median": ranked[len(ranked) // 2]}[stat]
     return (f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached") + f" ({len(hits)}/{len(reached)} reached)"
 
 

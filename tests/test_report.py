@@ -103,3 +103,8 @@ def test_the_median_seed_is_not_reached_when_most_seeds_never_got_there():
     assert report.over_seeds([None, (1000, 60.0), None], "median") == "not reached (1/3 reached)"
     assert report.over_seeds([None, (1000, 60.0), None], "min") == "1,000 steps, 1 min (1/3 reached)"
     assert report.over_seeds([(3000, 300.0), (1000, 60.0), (2000, 120.0)], "median") == "2,000 steps, 2 min (3/3 reached)"
+
+
+def test_the_median_of_an_even_count_is_the_slower_middle_seed():
+    assert report.over_seeds([(1000, 60.0), None], "median") == "not reached (1/2 reached)"
+    assert report.over_seeds([(1000, 60.0), (2000, 120.0)], "median") == "2,000 steps, 2 min (2/2 reached)"
