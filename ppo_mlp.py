@@ -56,7 +56,7 @@ import tyro
 
 SCRIPT = "ppo_mlp"
 CHECKPOINT = "checkpoint.pt"
-RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip")  # what a checkpoint's model and games depend on
+RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden")  # what a checkpoint's model and games need
 
 
 @dataclass
@@ -102,6 +102,8 @@ class Args:
     """action repeat: emulator frames per agent step (the seed played every frame: 1)"""
     crop_bottom: int = 195
     """screen rows 35..crop-bottom-1 are kept, every second one: 195 gives 80x80 (Karpathy), 185 the seed's 75x80"""
+    hidden: int = 512
+    """ReLU units of the one hidden layer (the seed's 512; Karpathy's network has 200)"""
     num_envs: int = 8
     """parallel environments (ale-py's threaded C++ vector env)"""
     num_steps: int = 128
@@ -138,6 +140,7 @@ class Args:
 
 def check_args(args: Args) -> None:
     check_run_args(args)
+    need(args.hidden > 0, "--hidden", "at least 1", args.hidden)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.num_steps > 0, "--num-steps", "at least 1", args.num_steps)
     batch = args.num_envs * args.num_steps
@@ -218,9 +221,9 @@ class DifferenceFrames:
 
 # ---------------------------------------------------------------------------- model
 class Agent(nn.Module):
-    """MLP: difference frame -> 512 ReLU -> logits for UP/DOWN, and a value head on the same hidden layer.
+    """MLP: difference frame -> `--hidden` ReLU units -> logits for UP/DOWN, and a value head on the same layer.
 
-    The first layer is an `nn.Linear(inputs, 512)` stored input-major (`w1[p]` is pixel p's weights) and
+    The first layer is an `nn.Linear(inputs, hidden)` stored input-major (`w1[p]` is pixel p's weights) and
     computed from the non-zero pixels only; `hidden` equals `relu(x @ w1 + b1)` up to float rounding.
     """
 
@@ -465,9 +468,11 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
     ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
-    if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
+    if flag == "--resume":  # checkpoints written before the width was a flag or the schedule was saved
         a = ckpt["args"]
-        ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
+        a.setdefault("hidden", len(ckpt["model"]["b1"]))
+        if "lr_schedule" not in ckpt:  # its own total's
+            ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p
 
 
@@ -481,7 +486,7 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     """`--eval-checkpoint`: play the saved weights on the env and with the preprocessing they were trained with."""
     ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
     trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom")}})
-    agent = Agent(num_inputs(trained.crop_bottom)).to(device)
+    agent = Agent(num_inputs(trained.crop_bottom), len(ckpt["model"]["b1"])).to(device)
     agent.load_state_dict(ckpt["model"])
     sticky = eval_sticky(args, trained.env_id)
     out_dir = new_run_dir(args, trained.env_id, "-eval")
@@ -553,7 +558,7 @@ def main(args: Args) -> None:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    agent = Agent(num_inputs(args.crop_bottom)).to(device)
+    agent = Agent(num_inputs(args.crop_bottom), args.hidden).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     lr_schedule = lr_schedule_for(args.learning_rate, args.total_timesteps, args.anneal_lr)
     global_step, iteration = 0, 0

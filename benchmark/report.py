@@ -449,10 +449,11 @@ def throughput_table() -> list[str]:
         lines += ["", f"pg_numpy.py's whole loop runs at {pg['sps'] / pg_env['sps']:.0%} of its env alone "
                   f"({pg['sps']:,.0f} against {pg_env['sps']:,.0f} agent steps/s, one run)."]
     lines += ppo_ray_scaling(cases)
-    if "dqn_breakdown" in cases and "ms_per_agent_step" in cases["dqn_breakdown"]:
-        ms = cases["dqn_breakdown"]["ms_per_agent_step"]
-        lines += ["", "Where dqn_cnn.py's time goes, ms per agent step (one env, one gradient step per 4 steps): " +
-                  ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + "."]
+    for name, script in (("dqn_breakdown", "dqn_cnn.py"), ("ppo_mlp_breakdown", "ppo_mlp.py")):
+        if "ms_per_agent_step" in cases.get(name, {}):
+            ms = cases[name]["ms_per_agent_step"]
+            lines += ["", f"Where {script}'s time goes, ms per agent step ({cases[name]['setting']}): " +
+                      ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + "."]
     if "ms" in cases.get("ppo_ray_breakdown", {}):
         lines += ["", *scaling_model(cases["ppo_ray_breakdown"])]
     return lines

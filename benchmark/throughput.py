@@ -1,7 +1,7 @@
 """Training throughput side by side, in one run: the env alone (the ceiling), each agent script's whole
 loop, and Stable-Baselines3's DQN at the same training settings (train frequency 4, batch 32, 50k
 replay, learning starts 1000; dqn_cnn.py keeps its 3-step targets, which cost the same compute as
-1-step ones); plus where dqn_cnn.py's time goes.
+1-step ones); plus where the time of dqn_cnn.py, ppo_mlp.py and ppo_ray.py goes.
 
     python benchmark/throughput.py            # everything, ~20 minutes on 2 cores
     python benchmark/throughput.py --only dqn_cnn sb3_dqn env
@@ -253,10 +253,64 @@ def dqn_breakdown(repeats: int = 200) -> dict:
     return {"ms_per_agent_step": ms, "setting": "one env; learn and replay_sample are one gradient step / 4"}
 
 
+def ppo_mlp_breakdown(rollouts: int = 5) -> dict:
+    """Milliseconds per agent step that ppo_mlp.py at its defaults spends stepping its 8 games, making the
+    difference frames, acting (one forward pass for 8 frames) and updating (advantages and 4 epochs over each
+    rollout of 8 x 128 real frames, divided by the rollout's 1,024 steps)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import ppo_mlp
+
+    torch.set_num_threads(1)
+    args = ppo_mlp.Args()
+    n, t_max = args.num_envs, args.num_steps
+    envs = ppo_mlp.make_env(args.env_id, n, args.frameskip)
+    screens, _ = envs.reset(seed=0)
+    frames = ppo_mlp.DifferenceFrames(n, args.crop_bottom)
+    x = frames(screens[:, 0], np.ones(n, bool))
+    agent = ppo_mlp.Agent(ppo_mlp.num_inputs(args.crop_bottom), args.hidden)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    seconds = dict.fromkeys(("env", "difference_frames", "act", "update"), 0.0)
+    done = np.zeros(n, bool)
+    for _ in range(rollouts):
+        obs, acts, logps, vals, rewards, dones = [], [], [], [], [], []
+        for _ in range(t_max):
+            t0 = time.perf_counter()
+            action, logp, value = ppo_mlp.act(agent, x)
+            t1 = time.perf_counter()
+            screens, reward, term, trunc, _ = envs.step(ppo_mlp.UP_DOWN[action.numpy()])
+            t2 = time.perf_counter()
+            obs.append(x.clone())
+            x = frames(screens[:, 0], done)
+            seconds["difference_frames"] += time.perf_counter() - t2
+            seconds["act"] += t1 - t0
+            seconds["env"] += t2 - t1
+            done = term | trunc
+            acts.append(action), logps.append(logp), vals.append(value)
+            rewards.append(torch.from_numpy(reward).float()), dones.append(torch.from_numpy(done))
+        t0 = time.perf_counter()
+        ended = torch.stack(dones)
+        advantages, returns, use = ppo_mlp.estimate_advantages(args, torch.stack(rewards), torch.stack(vals),
+                                                               ppo_mlp.act(agent, x)[2], ended, ended,
+                                                               torch.ones_like(ended))
+        batch = {"obs": torch.stack(obs).reshape(n * t_max, -1), "actions": torch.stack(acts).reshape(-1),
+                 "logprobs": torch.stack(logps).reshape(-1), "values": torch.stack(vals).reshape(-1),
+                 "advantages": advantages.reshape(-1), "returns": returns.reshape(-1)}
+        ppo_mlp.ppo_update(agent, optimizer, batch, use.reshape(-1), args)
+        seconds["update"] += time.perf_counter() - t0
+    envs.close()
+    steps = rollouts * n * t_max
+    return {"ms_per_agent_step": {k: v / steps * 1000 for k, v in seconds.items()},
+            "setting": f"defaults: {n} games x {t_max} steps per rollout, {args.update_epochs} epochs of "
+                       f"{args.num_minibatches} minibatch, hidden {args.hidden}, 1 torch thread; "
+                       f"{rollouts} rollouts of real play"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", help="cases to run: env (= env_1 env_4 env_raw_4 env_pg_8), sb3_dqn, "
-                   "breakdown (= dqn_breakdown ppo_ray_breakdown), seed_ray (= seed_ray_1actor seed_ray_2actors), "
+                   "breakdown (= dqn_breakdown ppo_mlp_breakdown ppo_ray_breakdown), seed_ray (= seed_ray_1actor seed_ray_2actors), "
                    + ", ".join(CASES))
     p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
                    f"{DQN_STEPS[0]:,} for DQN and SB3, {PG_STEPS[0]:,} for the policy-gradient scripts)")
@@ -290,6 +344,8 @@ def main() -> None:
             record(name, fn)
     if wanted & {"breakdown", "dqn_breakdown"}:
         record("dqn_breakdown", dqn_breakdown)
+    if wanted & {"breakdown", "ppo_mlp_breakdown"}:
+        record("ppo_mlp_breakdown", ppo_mlp_breakdown)
     if wanted & {"breakdown", "ppo_ray_breakdown"}:
         record("ppo_ray_breakdown", ray_breakdown)
     for actors, name in ((1, "seed_ray_1actor"), (2, "seed_ray_2actors")):  # ppo_ray.py's per-worker yardstick

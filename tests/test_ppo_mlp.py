@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, assert_one_line_error, load_script, run_script
+from conftest import ROOT, assert_one_line_error, load_script, run_script, smoke_flags
 
 ppo = load_script("ppo_mlp.py")
 
@@ -262,3 +262,17 @@ def test_eval_checkpoint_rejects_a_dqn_checkpoint(tmp_path):
     assert_one_line_error(proc, "--eval-checkpoint")
     assert "dqn_cnn" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_of_another_hidden_width_evaluates_and_resumes_only_at_its_own_width(tmp_path):
+    run_dir = tmp_path / "narrow"
+    trained = run_script(ROOT / "ppo_mlp.py", *smoke_flags("ppo_mlp.py"), "--hidden", "16",
+                         "--run-dir", str(run_dir))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert len(torch.load(run_dir / "final_model.pt", weights_only=True)["model"]["b1"]) == 16
+    played = run_script(ROOT / "ppo_mlp.py", "--eval-checkpoint", str(run_dir), "--eval-episodes", "1",
+                        "--run-dir", str(tmp_path / "eval"))
+    assert played.returncode == 0, played.stderr[-3000:]
+    wider = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), "--hidden", "32",
+                       "--total-timesteps", "9000")
+    assert_one_line_error(wider, "--hidden")
