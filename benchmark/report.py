@@ -453,7 +453,7 @@ def throughput_table() -> list[str]:
         if "ms_per_agent_step" in cases.get(name, {}):
             ms = cases[name]["ms_per_agent_step"]
             lines += ["", f"Where {script}'s time goes, ms per agent step ({cases[name]['setting']}): " +
-                      ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + "."]
+                      ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + f". Measured {cases[name]['run']}."]
     if "ms" in cases.get("ppo_ray_breakdown", {}):
         lines += ["", *scaling_model(cases["ppo_ray_breakdown"])]
     return lines

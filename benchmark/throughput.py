@@ -253,7 +253,7 @@ def dqn_breakdown(repeats: int = 200) -> dict:
     return {"ms_per_agent_step": ms, "setting": "one env; learn and replay_sample are one gradient step / 4"}
 
 
-def ppo_mlp_breakdown(rollouts: int = 5) -> dict:
+def ppo_mlp_breakdown(rollouts: int = 20) -> dict:
     """Milliseconds per agent step that ppo_mlp.py at its defaults spends stepping its 8 games, making the
     difference frames, acting (one forward pass for 8 frames) and updating (advantages and 4 epochs over each
     rollout of 8 x 128 real frames, divided by the rollout's 1,024 steps)."""
