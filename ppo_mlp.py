@@ -468,11 +468,10 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
     ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
-    if flag == "--resume":  # checkpoints written before the width was a flag or the schedule was saved
-        a = ckpt["args"]
-        a.setdefault("hidden", len(ckpt["model"]["b1"]))
-        if "lr_schedule" not in ckpt:  # its own total's
-            ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
+    a = ckpt["args"]
+    a.setdefault("hidden", len(ckpt["model"]["b1"]))  # written before the width was a flag: its weights' width
+    if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
+        ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p
 
 
@@ -485,8 +484,8 @@ def pick_device(want_cuda: bool) -> torch.device:
 def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     """`--eval-checkpoint`: play the saved weights on the env and with the preprocessing they were trained with."""
     ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
-    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom")}})
-    agent = Agent(num_inputs(trained.crop_bottom), len(ckpt["model"]["b1"])).to(device)
+    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom", "hidden")}})
+    agent = Agent(num_inputs(trained.crop_bottom), trained.hidden).to(device)
     agent.load_state_dict(ckpt["model"])
     sticky = eval_sticky(args, trained.env_id)
     out_dir = new_run_dir(args, trained.env_id, "-eval")

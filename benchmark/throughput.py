@@ -287,16 +287,19 @@ def ppo_mlp_breakdown(rollouts: int = 20) -> dict:
             seconds["act"] += t1 - t0
             seconds["env"] += t2 - t1
             done = term | trunc
-            acts.append(action), logps.append(logp), vals.append(value)
-            rewards.append(torch.from_numpy(reward).float()), dones.append(torch.from_numpy(done))
+            acts.append(action)
+            logps.append(logp)
+            vals.append(value)
+            rewards.append(torch.from_numpy(reward).float())
+            dones.append(torch.from_numpy(done))
+        ended, values = torch.stack(dones), torch.stack(vals)  # the training loop fills these in place
+        batch = {"obs": torch.stack(obs).reshape(n * t_max, -1), "actions": torch.stack(acts).reshape(-1),
+                 "logprobs": torch.stack(logps).reshape(-1), "values": values.reshape(-1)}
         t0 = time.perf_counter()
-        ended = torch.stack(dones)
-        advantages, returns, use = ppo_mlp.estimate_advantages(args, torch.stack(rewards), torch.stack(vals),
+        advantages, returns, use = ppo_mlp.estimate_advantages(args, torch.stack(rewards), values,
                                                                ppo_mlp.act(agent, x)[2], ended, ended,
                                                                torch.ones_like(ended))
-        batch = {"obs": torch.stack(obs).reshape(n * t_max, -1), "actions": torch.stack(acts).reshape(-1),
-                 "logprobs": torch.stack(logps).reshape(-1), "values": torch.stack(vals).reshape(-1),
-                 "advantages": advantages.reshape(-1), "returns": returns.reshape(-1)}
+        batch.update(advantages=advantages.reshape(-1), returns=returns.reshape(-1))
         ppo_mlp.ppo_update(agent, optimizer, batch, use.reshape(-1), args)
         seconds["update"] += time.perf_counter() - t0
     envs.close()
@@ -310,7 +313,8 @@ def ppo_mlp_breakdown(rollouts: int = 20) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", help="cases to run: env (= env_1 env_4 env_raw_4 env_pg_8), sb3_dqn, "
-                   "breakdown (= dqn_breakdown ppo_mlp_breakdown ppo_ray_breakdown), seed_ray (= seed_ray_1actor seed_ray_2actors), "
+                   "breakdown (= dqn_breakdown ppo_mlp_breakdown ppo_ray_breakdown), "
+                   "seed_ray (= seed_ray_1actor seed_ray_2actors), "
                    + ", ".join(CASES))
     p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
                    f"{DQN_STEPS[0]:,} for DQN and SB3, {PG_STEPS[0]:,} for the policy-gradient scripts)")
