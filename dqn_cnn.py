@@ -1,7 +1,7 @@
 """Nature DQN that learns Atari Pong from pixels: CNN, replay buffer, target network, epsilon-greedy.
 
 Lineage: Mnih et al. 2015 ("Human-level control through deep RL"), by way of Lapan, *Deep RL Hands-On*, ch. 6
-(`../shared/seeds/001_*.txt`: PongNoFrameskip-v4, replay 10k, lr 1e-4, target sync every 1000 steps, epsilon
+(its Pong chapter: PongNoFrameskip-v4, replay 10k, lr 1e-4, target sync every 1000 steps, epsilon
 1 -> 0.01, stop at a mean-100 return of 19) and CleanRL's `dqn_atari.py` (flag names, logging).
 Usage: `python dqn_cnn.py --cuda` (`--help` for the flags); the reported score, its command and curve are in
 `benchmark/RESULTS.md`.
@@ -38,6 +38,7 @@ import math
 import os
 import random
 import shlex
+import shutil
 import signal
 import statistics
 import sys
@@ -67,7 +68,7 @@ class Args:
     """one seed drives Python, NumPy, torch and the environments"""
     env_id: str = "ALE/Pong-v5"
     """a Gymnasium id registered by ale-py (the seed's: PongNoFrameskip-v4, no sticky actions)"""
-    total_timesteps: int = 2_000_000
+    total_timesteps: int = 1_500_000
     """agent steps (environment steps after frame skip, summed over envs) to train for"""
     cuda: bool = True
     """use CUDA when present"""
@@ -327,9 +328,18 @@ def gradient_step(q_network: nn.Module, target_network: nn.Module, optimizer: to
     return loss.detach(), q_taken.detach().mean()
 
 
-def compiled(step):
-    """`torch.compile` of the gradient step. Dynamo warns once that it ignores the profiler's `record_function` in
-    torch.optim's step (no profiler runs here); that line would land in the progress line, so it is dropped."""
+def compiled(step, device: torch.device):
+    """`torch.compile` of the gradient step, or the step itself where it cannot be compiled: on a CPU, inductor builds
+    C++ and needs a compiler ($CXX, else g++), without which the first step would fail with a traceback. Dynamo
+    warns once that it ignores the profiler's `record_function` in torch.optim's step (no profiler runs here); that
+    line would land in the progress line, so it is dropped."""
+    from torch._inductor import config  # where inductor looks for its compiler
+
+    cxx = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
+    if device.type == "cpu" and not any(shutil.which(c) for c in cxx if c):
+        print(f"{SCRIPT}.py: --compile needs a C++ compiler on a CPU ($CXX, else g++) and none was found: the "
+              "gradient step runs uncompiled (slower); install g++, or pass --no-compile to skip this line", flush=True)
+        return step
     logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(
         lambda record: not str(record.msg).startswith("Profiler record function"))
     return torch.compile(step)
@@ -352,7 +362,7 @@ def train(args: Args, envs, q_network: QNetwork, target_network: QNetwork, optim
           global_step: int, grad_steps: int, device: torch.device) -> tuple[int, int]:
     """Act epsilon-greedily, store in the replay, learn every `--train-frequency` agent steps; until the run stops.
     Returns the agent steps and gradient steps reached."""
-    step_fn = compiled(gradient_step) if args.compile else gradient_step
+    step_fn = compiled(gradient_step, device) if args.compile else gradient_step
     obs, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
     first, prev_done = np.ones(args.num_envs, bool), np.zeros(args.num_envs, bool)
     losses = {}

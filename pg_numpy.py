@@ -1,7 +1,7 @@
 """REINFORCE in pure NumPy that learns Atari Pong from pixels: Karpathy's pg-pong, batched over environments.
 
 Lineage: Andrej Karpathy's `pg-pong.py` ("Deep Reinforcement Learning: Pong from Pixels", 2016) as adapted in Ray's
-"Learning to Play Pong" example (`../shared/seeds/002_*.txt`): a 6400-200-1 ReLU network gives the probability of UP,
+"Learning to Play Pong" documentation example: a 6400-200-1 ReLU network gives the probability of UP,
 actions are sampled, and every 10 finished games the weights move along sum_t A_t grad log pi(a_t | x_t) with RMSProp
 (decay 0.99), A_t the discounted return (gamma 0.99) restarted at every point scored, standardised. Flag names and
 logging follow CleanRL; forward and backward pass are written out in NumPy, float32, no deep-learning framework.
@@ -65,7 +65,7 @@ class Args:
     """one seed drives NumPy (weights, action sampling) and the environments"""
     env_id: str = "ALE/Pong-v5"
     """a Gymnasium id registered by ale-py with 210x160 RGB frames (Pong-v0 of the seed: see the docstring)"""
-    total_timesteps: int = 20_000_000
+    total_timesteps: int = 8_000_000
     """agent steps (environment steps after frame skip, summed over envs) to train for"""
     capture_video: bool = False
     """record the first evaluation episode to `<run-dir>/videos/` (needs OpenCV)"""

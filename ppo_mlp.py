@@ -1,7 +1,8 @@
 """PPO-clip with an MLP that learns Atari Pong from Karpathy-style difference frames.
 
-Lineage: Karpathy's "Pong from Pixels" (2016) made into PPO by the seed `../shared/seeds/000_*.txt` (PyTorch,
-UP/DOWN, hidden 512, clip 0.1, Adam 1e-3, returns reset at each point and standardised, no critic, 5 epochs),
+Lineage: Karpathy's "Pong from Pixels" (2016) made into PPO by the post "Learning to play Pong using PPO in PyTorch"
+(2019-05-23; PyTorch, UP/DOWN, hidden 512, clip 0.1, Adam 1e-3, returns reset at each point and standardised, no
+critic, 5 epochs),
 with the algorithm, flag names and logging of CleanRL's `ppo_atari.py` ("The 37 implementation details of PPO").
 Usage: `python ppo_mlp.py` (`--help` for the flags); the reported scores, commands and curves are in
 `benchmark/RESULTS.md`.
@@ -67,7 +68,7 @@ class Args:
     """one seed drives Python, NumPy, torch and the environments"""
     env_id: str = "ALE/Pong-v5"
     """a Gymnasium id registered by ale-py; Pong only (the preprocessing knows Pong's court and colours)"""
-    total_timesteps: int = 10_000_000
+    total_timesteps: int = 6_000_000
     """agent steps (environment steps after frame skip, summed over envs) to train for"""
     cuda: bool = True
     """use CUDA when present"""

@@ -2,7 +2,7 @@
 
 Lineage: Karpathy's "Pong from Pixels" (80x80 difference frame, 200 hidden ReLU units, one sigmoid output P(UP),
 returns restarted at each point and standardised, no critic) as parallelised over Ray actors by Ray's pg-pong
-example (`../shared/seeds/002_*.txt`), with PPO's clipped surrogate and CleanRL's `ppo_atari.py` flag names,
+documentation example "Learning to Play Pong", with PPO's clipped surrogate and CleanRL's `ppo_atari.py` flag names,
 defaults and logging. Usage: `python ppo_ray.py --num-workers 2` (`--ray-address host:6379` joins a running
 cluster; `--help` for the flags); the reported scores, commands and curves are in `benchmark/RESULTS.md`.
 
@@ -69,7 +69,7 @@ class Args:
     """one seed drives Python, NumPy, torch, the workers' action sampling and the environments"""
     env_id: str = "ALE/Pong-v5"
     """a Gymnasium id registered by ale-py (its game and sticky-action probability are used)"""
-    total_timesteps: int = 10_000_000
+    total_timesteps: int = 6_000_000
     """agent steps (environment steps after frame skip, summed over all workers' games) to train for"""
     cuda: bool = True
     """use CUDA for the learner (averaging, Adam step) and evaluation when present; actors use CPU"""

@@ -1,4 +1,4 @@
-"""The seed's Ray example (`../shared/seeds/002_*.txt`, Ray's "Learning to Play Pong"), timed as it runs: Ray
+"""Ray's documentation example "Learning to Play Pong" (the seed of `ppo_ray.py`), timed as it runs: Ray
 actors that each play a whole game of Pong-v0 with Karpathy's NumPy network and return its REINFORCE gradient; the
 driver sums a gradient per actor and steps RMSProp, once per round of games. The yardstick for `ppo_ray.py`'s
 per-worker cost per agent step (`benchmark/throughput.py` runs both in one call).

@@ -1,14 +1,14 @@
 """Train one script on several seeds, one run after another, and record each finished run.
 
-    python benchmark/seeds.py ppo_mlp.py --seeds 1 2 3 --total-timesteps 6000000 --record
-    python benchmark/seeds.py dqn_cnn.py --seeds 1 2 3 --total-timesteps 2000000 -- --target-return 19.5
-    python benchmark/seeds.py ppo_ray.py --label ppo_ray_v4 --total-timesteps 6000000 -- --env-id PongNoFrameskip-v4
+    python benchmark/seeds.py ppo_mlp.py --seeds 1 2 3 --record
+    python benchmark/seeds.py ppo_ray.py --label ppo_ray_v4 --record -- --env-id PongNoFrameskip-v4
 
-Each seed trains in `<runs-dir>/<label>/seed<N>` with the script's defaults and the flags after `--` (run-control
-flags only, for a reported run; `--label`, by default the script's stem, names a batch run with other flags). Two
-training runs never share the 2 cores: the seeds run in turn. Running the same command again continues what a stop
-left unfinished (`--resume`) and leaves finished runs as they are, so a long batch survives a session's end; a
-larger `--total-timesteps` continues the runs that ended at their budget.
+Each seed trains in `<runs-dir>/<label>/seed<N>` as `python <script> --seed N --run-dir ...`: the script's defaults,
+its own budget included, and the flags after `--` (none for a reported run; `--label`, by default the script's stem,
+names a batch run with other flags). Two training runs never share the 2 cores: the seeds run in turn. Running the
+same command again continues what a stop left unfinished (`--resume`) and leaves finished runs as they are, so a long
+batch survives a session's end; `--total-timesteps` (a probe's budget, or a longer one) continues the runs that ended
+at a smaller budget.
 With `--record`, each finished run (and one finished before) is recorded as `benchmark/results/<label>_seed<N>/`
 (`report.py --collect`), without shipping its weights: one set per script is shipped, chosen among the seeds. A
 record of the same run (same curve and eval) is left as it is, its note included.
@@ -27,11 +27,12 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
 
-def finished(run_dir: Path, total: int) -> bool:
-    """The run ended (its budget or `--target-return` reached, its final evaluation written) within `total` steps."""
+def finished(run_dir: Path, total: int | None) -> bool:
+    """The run ended (its budget or `--target-return` reached, its final evaluation written) within `total` steps
+    (None: the budget it was started with)."""
     if not (run_dir / "eval.json").exists():
         return False
-    return json.loads((run_dir / "args.json").read_text())["total_timesteps"] >= total
+    return total is None or json.loads((run_dir / "args.json").read_text())["total_timesteps"] >= total
 
 
 def recorded(run_dir: Path, name: str) -> bool:
@@ -41,19 +42,21 @@ def recorded(run_dir: Path, name: str) -> bool:
                for f in ("progress.csv", "eval.json"))
 
 
-def seed_command(script: str, seed: int, run_dir: Path, total: int, extra: list[str]) -> list[str]:
-    """The command that starts this seed's run, or continues it where a stop left it."""
-    started = (run_dir / "args.json").exists() and any(run_dir.glob("checkpoint.*"))
+def seed_command(script: str, seed: int, run_dir: Path, total: int | None, extra: list[str]) -> list[str]:
+    """The command that starts this seed's run, or continues it where a stop left it, run from the repository root
+    (paths in it relative to the root where they lie inside, so that the records name no machine's folders)."""
+    started = (ROOT / run_dir / "args.json").exists() and any((ROOT / run_dir).glob("checkpoint.*"))
     where = ["--resume", str(run_dir)] if started else ["--seed", str(seed), "--run-dir", str(run_dir), *extra]
-    return [sys.executable, str(ROOT / script), *where, "--total-timesteps", str(total)]
+    budget = [] if total is None else ["--total-timesteps", str(total)]
+    return [sys.executable, script, *where, *budget]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("script", help="an agent script in the repository root, e.g. ppo_mlp.py")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--total-timesteps", type=int, required=True, help="each seed's budget in agent steps")
-    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "seeds")
+    p.add_argument("--total-timesteps", type=int, help="each seed's budget in agent steps (default: the script's)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs") / "seeds", help="relative to the repository root")
     p.add_argument("--label", help="names the batch's run dirs and records (default: the script's stem)")
     p.add_argument("--record", action="store_true", help="record each finished run under benchmark/results/")
     argv = sys.argv[1:]
@@ -69,7 +72,7 @@ def main() -> None:
     batch = "python benchmark/seeds.py " + shlex.join(argv)
     for seed in a.seeds:
         run_dir = a.runs_dir / label / f"seed{seed}"
-        if finished(run_dir, a.total_timesteps):
+        if finished(ROOT / run_dir, a.total_timesteps):
             print(f"seed {seed}: done ({run_dir})", flush=True)
         else:
             command = seed_command(a.script, seed, run_dir, a.total_timesteps, a.extra)
@@ -77,10 +80,10 @@ def main() -> None:
             code = subprocess.run(command, cwd=ROOT).returncode
             if code != 0:
                 raise SystemExit(f"seeds.py: seed {seed} stopped with exit code {code}; run the same command to go on")
-        if a.record and not recorded(run_dir, f"{label}_seed{seed}"):  # its curve, settings and eval; not its weights
+        if a.record and not recorded(ROOT / run_dir, f"{label}_seed{seed}"):  # its curve, settings and eval; not its weights
             from report import collect
 
-            collect(run_dir, f"{label}_seed{seed}", note=f"Seed {seed} of `{batch}`.", ship=False)
+            collect(ROOT / run_dir, f"{label}_seed{seed}", note=f"Seed {seed} of `{batch}`.", ship=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The script contract of CONVENTIONS.md, checked for every agent script in the repository root."""
+"""The script contract of CONTRACT.md, checked for every agent script in the repository root."""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ def test_eval_report_is_the_games_the_eval_env_played(script, recorded_runs):
     rec = made[-1]
     assert len(made) == 2 and rec is not made[0], "the evaluation must play in an env of its own"
     games, _ = games_played(rec)
-    # Each eval env plays a fixed share of the episodes (CONVENTIONS 5): its first games, whatever their length.
+    # Each eval env plays a fixed share of the episodes (CONTRACT.md, section 5): its first games, whatever their length.
     n = rec.num_envs
     shares = [args.eval_episodes // n + (e < args.eval_episodes % n) for e in range(n)]
     expected = [g.ret for e in range(n) for g in [g for g in games if g.env == e][:shares[e]]]
