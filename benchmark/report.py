@@ -1,5 +1,8 @@
 """Rebuild benchmark/RESULTS.md and the learning-curve PNGs from the committed run records.
 
+Besides each run's and each script's seeds' curves, `benchmark/plots/sticky.png` and `deterministic.png` put every
+script beside published Pong curves on one protocol; those come from `benchmark/anchors/` (its README.md says whose).
+
     python benchmark/report.py                                   # table + plots from benchmark/results/
     python benchmark/report.py --collect runs/dqn_pong_s1 --name dqn_cnn --note "..."   # record a run first
     python benchmark/report.py --evaluate dqn_cnn                # replay its shipped weights under the protocol
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +38,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 RESULTS, PLOTS, CHECKPOINTS = BENCH / "results", BENCH / "plots", BENCH / "checkpoints"
+ANCHORS = BENCH / "anchors"  # published curves and scores drawn beside ours (its README.md says whose)
 RUN_FILES = ["progress.csv", "eval.json", "args.json", "commands.txt"]
 MAX_WEIGHTS_BYTES = 8 * 1024 * 1024
 PROTOCOL_EPISODES = 30
@@ -74,9 +79,16 @@ def write_meta(dest: Path, meta: dict) -> None:
     (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def in_repo(text: str) -> str:
+    """`text` with every absolute path inside the repository written relative to its root, so that a record names no
+    machine's folders (a path outside the repository stays as it is)."""
+    return text.replace(f"{BENCH.parent}/", "")
+
+
 def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bool = True) -> None:
     """Record a finished run as `benchmark/results/<name>/`; with `ship`, its final weights go to
-    `benchmark/checkpoints/<name>.*` too (one set per script is shipped: a seed is recorded without them)."""
+    `benchmark/checkpoints/<name>.*` too (one set per script is shipped: a seed is recorded without them). Paths
+    inside the repository are recorded relative to its root (`in_repo`), in meta.json and in the copied files."""
     from throughput import hardware
 
     weights = final_weights(run_dir, float16) if ship else None
@@ -84,12 +96,13 @@ def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bo
     dest.mkdir(parents=True, exist_ok=True)
     for f in RUN_FILES:
         if (run_dir / f).exists():
-            shutil.copy(run_dir / f, dest / f)
+            (dest / f).write_bytes(in_repo((run_dir / f).read_bytes().decode()).encode())  # bytes: CRLF stays
     shipped = CHECKPOINTS / f"{name}{weights.suffix}" if weights is not None else None
     if shipped:
         CHECKPOINTS.mkdir(exist_ok=True)
         shutil.copy(weights, shipped)
-    write_meta(dest, {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note, "run_dir": str(run_dir),
+    write_meta(dest, {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note,
+                      "run_dir": in_repo(os.path.abspath(run_dir)),
                       "code": code_version(), "weights": str(shipped.relative_to(BENCH.parent)) if shipped else None})
     print(f"recorded {run_dir} as {dest}")
 
@@ -99,7 +112,7 @@ def ship_seed(name: str, float16: bool = False) -> None:
     The records that shipped weights of that script before keep their scores; their files go."""
     dest = RESULTS / name
     meta = json.loads((dest / "meta.json").read_text())
-    weights = final_weights(Path(meta["run_dir"]), float16)
+    weights = final_weights(BENCH.parent / meta["run_dir"], float16)  # relative to the repository root, or absolute
     stem = Path(script_of(dest)).stem
     for other in sorted(RESULTS.glob(f"{stem}*/meta.json")):
         old = json.loads(other.read_text())
@@ -202,57 +215,103 @@ def mean_last(values: np.ndarray, window: int = 100) -> np.ndarray:
     return (csum[idx] - csum[lo]) / (idx - lo)
 
 
-def steps_and_hours_figure(steps_label: str, hours_label: str):
-    """Every plot here: game score against agent steps (left) and wall time (right), one y axis, 0 marked."""
+# One colour per script on every figure, and the goal levels of each script's mean-100 training return that its curves
+# are drawn against.
+COLOURS = {"dqn_cnn": "C0", "ppo_mlp": "C1", "ppo_ray": "C2", "pg_numpy": "C3"}
+GOALS = {"dqn_cnn": (15, 19), "ppo_mlp": (14,), "ppo_ray": (14,), "pg_numpy": (5,)}
+ANCHOR_COLOURS = ("C4", "C5", "C6")  # the published curves (benchmark/anchors/), in their file's order
+
+
+def stem_of(name: str) -> str | None:
+    """The script a record or seed label belongs to, by its name (`<script>` or `<script>_...`)."""
+    return next((s for s in COLOURS if name == s or name.startswith(s + "_")), None)
+
+
+def draw_goals(ax, stems, labelled: bool = True) -> None:
+    """The scripts' goal levels as thin grey lines, named just outside the right edge of the axes (below the line
+    where another goal lies close above it)."""
+    goals: dict[float, list[str]] = {}
+    for stem in stems:
+        for goal in GOALS.get(stem, ()):
+            goals.setdefault(goal, []).append(stem)
+    for goal, names in goals.items():
+        ax.axhline(goal, color="grey", lw=0.8, ls=(0, (5, 3)), zorder=1)
+        if labelled:
+            crowded = any(0 < other - goal <= 2 for other in goals)
+            ax.annotate(f"{goal:+g} {', '.join(names)}", (1, goal), xycoords=("axes fraction", "data"),
+                        xytext=(4, -1 if crowded else 1), textcoords="offset points", va="top" if crowded else "bottom",
+                        fontsize=9, color="dimgrey")
+
+
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    return plt
+
+
+def steps_and_hours_figure(steps_label: str, hours_label: str, stems=()):
+    """Every run plot here: game score (Pong's whole range) against agent steps (left) and wall time (right), one y
+    axis, 0 marked, and the goals of the scripts in `stems`."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4), sharey=True)
+    axes[0].set_ylim(-22, 22)
     for ax, label in zip(axes, (steps_label, hours_label)):
         ax.axhline(0, color="grey", lw=0.5)
+        draw_goals(ax, stems, labelled=ax is axes[-1])
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     return fig, axes
 
 
-def save_figure(fig, name: str, folder: Path | None = None) -> Path:
-    import matplotlib.pyplot as plt
-
+def save_figure(fig, name: str, folder: Path | None = None, dpi: int = 90) -> Path:
     fig.tight_layout()
     folder = folder or PLOTS
     folder.mkdir(exist_ok=True)
     out = folder / f"{name}.png"
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    fig.savefig(out, dpi=dpi, bbox_inches="tight")  # legends and labels outside the axes stay on the picture
+    pyplot().close(fig)
     return out
 
 
-def plot(name: str, rows: dict[str, np.ndarray]) -> Path:
-    fig, axes = steps_and_hours_figure("agent steps (millions)", "wall time (hours)")
+def over_runs(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> dict[str, np.ndarray]:
+    """Pointwise median, min and max over runs of their curves (x, y), each interpolated on `grid` and counted only
+    from its first to its last x; `runs`: how many count at each grid point (NaN statistics where none does)."""
+    ys = np.array([np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves])
+    runs = (~np.isnan(ys)).sum(axis=0)
+    stats = {"runs": runs}
+    for stat, f in (("median", np.nanmedian), ("min", np.nanmin), ("max", np.nanmax)):
+        stats[stat] = np.full(len(grid), np.nan)
+        stats[stat][runs > 0] = f(ys[:, runs > 0], axis=0)
+    return stats
+
+
+def draw_median(ax, curves: list[tuple[np.ndarray, np.ndarray]], colour: str, label: str, ls: str = "-",
+                spread: bool = True) -> None:
+    """The pointwise median of the curves (`over_runs`) where every curve counts, so up to the shortest one's end;
+    with `spread`, their min-max band shaded and, past that end, the longer curves themselves dotted."""
+    grid = np.linspace(min(x[0] for x, _ in curves), max(x[-1] for x, _ in curves), 1000)
+    stats = over_runs(curves, grid)
+    every = stats["runs"] == len(curves)
+    ax.plot(grid, np.where(every, stats["median"], np.nan), color=colour, ls=ls, lw=2, label=label)
+    if spread:
+        ax.fill_between(grid, stats["min"], stats["max"], where=every, color=colour, alpha=0.2, lw=0)
+        end = min(x[-1] for x, _ in curves)
+        for x, y in curves:
+            ax.plot(x[x >= end], y[x >= end], color=colour, ls=":", lw=1.2)
+
+
+def plot(name: str, rows: dict[str, np.ndarray], env_id: str) -> Path:
+    fig, axes = steps_and_hours_figure("agent steps (millions)", "wall time (hours)", [stem_of(name)])
     curve = mean_last(rows["episodic_return"])
     for ax, x in zip(axes, (rows["global_step"] / 1e6, rows["wall_time_s"] / 3600)):
         ax.scatter(x, rows["episodic_return"], s=4, alpha=0.3, label="episode")
         ax.plot(x, curve, color="C3", label="mean of last 100")
     axes[0].set_ylabel("episodic return (game score)")
     axes[0].legend(loc="lower right")
-    fig.suptitle(f"{name}: Pong, {len(curve)} episodes")
+    fig.suptitle(f"{name}: Pong, {env_id}, {len(curve)} episodes")
     return save_figure(fig, name)
-
-
-def plot_all(runs: dict[str, dict[str, np.ndarray]]) -> Path:
-    """Every reported run's mean-100 curve on one pair of axes: which agent learns Pong in fewer steps, and sooner."""
-    fig, axes = steps_and_hours_figure("agent steps (millions, log scale)", "wall time (hours, 2-core CPU)")
-    for i, (name, rows) in enumerate(runs.items()):
-        curve = mean_last(rows["episodic_return"])
-        axes[0].plot(rows["global_step"] / 1e6, curve, color=f"C{i}", label=name)
-        axes[1].plot(rows["wall_time_s"] / 3600, curve, color=f"C{i}", label=name)
-    axes[0].set_xscale("log")
-    axes[0].set_ylabel("mean return of the last 100 training games")
-    axes[0].legend(loc="upper left")
-    fig.suptitle("Pong: every reported run")
-    return save_figure(fig, "all_runs")
 
 
 def hours(seconds: float) -> str:
@@ -276,13 +335,17 @@ def first_reached(rows: dict[str, np.ndarray], measure: str, level: float) -> tu
     return (int(rows["global_step"][hit[0]]), float(rows["wall_time_s"][hit[0]])) if len(hit) else None
 
 
-def plot_curves(runs: dict[str, dict[str, np.ndarray]], title: str, name: str, folder: Path | None = None) -> Path:
-    """Several runs' mean-100 curves on one pair of axes (seeds of one script, or a probe's settings)."""
-    fig, axes = steps_and_hours_figure("agent steps (millions)", "wall time (hours)")
-    for i, (label, rows) in enumerate(runs.items()):
-        curve = mean_last(rows["episodic_return"])
-        for ax, x in zip(axes, (rows["global_step"] / 1e6, rows["wall_time_s"] / 3600)):
-            ax.plot(x, curve, color=f"C{i}", label=label)
+def plot_curves(runs: dict[str, dict[str, np.ndarray]], title: str, name: str, folder: Path | None = None,
+                stems=(), median: bool = False) -> Path:
+    """Several runs' mean-100 curves on one pair of axes (seeds of one script, or a probe's settings), with the
+    goals of `stems` and, on request, the runs' pointwise median."""
+    fig, axes = steps_and_hours_figure("agent steps (millions)", "wall time (hours)", stems)
+    for ax, key, unit in zip(axes, ("global_step", "wall_time_s"), (1e6, 3600)):
+        curves = [(rows[key] / unit, mean_last(rows["episodic_return"])) for rows in runs.values()]
+        if median and len(curves) > 1:  # under the runs' own lines, which it follows in stretches
+            draw_median(ax, curves, "black", f"median of {len(curves)} seeds", spread=False)
+        for i, (label, curve) in enumerate(zip(runs, curves)):
+            ax.plot(*curve, color=f"C{i}", lw=1, label=label)
     axes[0].set_ylabel("mean return of the last 100 training games")
     axes[0].legend(loc="lower right")
     fig.suptitle(title)
@@ -294,10 +357,86 @@ def seed_of(record: str) -> int:
     return int(record.rpartition("_seed")[2])
 
 
-def plot_seeds(label: str, runs: dict[str, dict[str, np.ndarray]]) -> str:
+def plot_seeds(label: str, runs: dict[str, dict[str, np.ndarray]], env_id: str) -> str:
     """Every seed's mean-100 curve of one script (and setting) on one pair of axes: how much the seed matters."""
     labelled = {f"seed {seed_of(name)}": rows for name, rows in runs.items()}
-    return plot_curves(labelled, f"{label}: every seed", f"{label}_seeds").name
+    return plot_curves(labelled, f"{label}: every seed, Pong, {env_id}", f"{label}_seeds", stems=[stem_of(label)],
+                       median=True).name
+
+
+# The two figures that put every script beside published curves: the env id their runs trained on and its
+# sticky-action probability (ALE/Pong-v5's default 0.25, Machado et al. 2018).
+PROTOCOLS = {"sticky": ("ALE/Pong-v5", 0.25), "deterministic": ("PongNoFrameskip-v4", 0.0)}
+
+
+def protocol_groups(env_id: str, seeds_only: bool) -> dict[tuple[str, bool], list[Path]]:
+    """The records trained on `env_id` by (label, seeded): a script's seed records (`<label>_seed<N>`) together, any
+    other record alone; with `seeds_only`, only the seeds at a script's defaults (the label is the script)."""
+    groups: dict[tuple[str, bool], list[Path]] = {}
+    for d in sorted(RESULTS.glob("*")):
+        if not (d / "progress.csv").exists() or json.loads((d / "args.json").read_text())["env_id"] != env_id:
+            continue
+        label, _, seed = d.name.rpartition("_seed")
+        seeded = seed.isdigit()
+        if not seeds_only or (seeded and label in COLOURS):
+            groups.setdefault((label, True) if seeded else (d.name, False), []).append(d)
+    return groups
+
+
+def dopamine_curve(file: str, agent: str) -> dict[str, np.ndarray]:
+    """One Dopamine agent's per-iteration training returns over its runs (benchmark/anchors/README.md)."""
+    with open(ANCHORS / "dopamine_pong_sticky.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if (r["file"], r["agent"]) == (file, agent)]
+    return {k: np.array([float(r[k]) for r in rows]) for k in ("agent_steps", "runs", "mean", "min", "max")}
+
+
+def plot_protocol(name: str) -> Path:
+    """Our mean-100 training curves on one protocol beside the published ones for it (benchmark/anchors/): with
+    sticky actions the seeds at each script's defaults, on the deterministic game every run recorded on it."""
+    plt = pyplot()
+    env_id, sticky = PROTOCOLS[name]
+    anchors = json.loads((ANCHORS / "anchors.json").read_text())
+    ours = protocol_groups(env_id, seeds_only=sticky > 0)
+    with plt.rc_context({"font.size": 11}):
+        fig, ax = plt.subplots(figsize=(9, 5))
+        for (label, seeded), records in ours.items():
+            curves = [(rows["global_step"] / 1e6, mean_last(rows["episodic_return"]))
+                      for rows in (read_rows(d / "progress.csv") for d in records)]
+            stem = stem_of(label)
+            draw_median(ax, curves, COLOURS.get(stem, "black"), f"{label}: " +
+                        (f"median of {len(curves)} seeds" if seeded else "1 run"), ls="-" if label == stem else "--")
+        published = [c for c in anchors["curves"] if (c["env_id"], c["sticky"]) == (env_id, sticky)]
+        for colour, c in zip(ANCHOR_COLOURS, published):
+            d = dopamine_curve(c["file"], c["agent"])
+            ax.fill_between(d["agent_steps"] / 1e6, d["min"], d["max"], color=colour, alpha=0.12, lw=0)
+            ax.plot(d["agent_steps"] / 1e6, d["mean"], color=colour, ls="--", lw=1.5,
+                    label=f"{c['label']}: mean of {d['runs'].min():.0f} runs")
+        points = [p for p in anchors["points"] if (p["env_id"], p["sticky"]) == (env_id, sticky)]
+        for i, p in enumerate(points):  # points at one step side by side, 0.25M steps apart
+            ax.errorbar(p["agent_steps"] / 1e6 + (i - (len(points) - 1) / 2) * 0.25, p["mean"], yerr=p["std"],
+                        fmt="Ds^v"[i], color="black", ms=6, capsize=3,
+                        label=f"{p['label']}: {p['mean']:.2f} ± {p['std']:.2f}")
+        ax.axhline(0, color="grey", lw=0.5)
+        draw_goals(ax, [s for s in COLOURS if any(stem_of(label) == s for label, _ in ours)])
+        ax.set(xlim=(0, 10.6), ylim=(-21.5, 21.5), xlabel="agent steps (millions; 4 frames each)",
+               ylabel="training return (game score)")
+        ax.grid(alpha=0.3)
+        fig.suptitle(f"Pong, {env_id}: " + ("sticky actions 0.25" if sticky else "deterministic, no sticky actions"),
+                     fontweight="bold")
+        ax.set_title("ours: mean of the last 100 training games, " +
+                     ("median of the seeds at the defaults, min-max shaded; dotted: seeds that ran longer"
+                      if sticky else "one run each; Dopamine's curves are sticky-only, so none here"), fontsize="small")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small", frameon=False)
+        return save_figure(fig, name, dpi=110)
+
+
+def protocol_figures() -> list[str]:
+    lines = ["Our training curves beside published ones, one figure per protocol (where each published curve comes "
+             "from: `benchmark/anchors/README.md`):"]
+    for name, (env_id, sticky) in PROTOCOLS.items():
+        lines += ["", f"![Mean return of the last 100 training games against agent steps on {env_id} (sticky actions "
+                  f"{sticky:g}), our runs and published ones](plots/{plot_protocol(name).name})"]
+    return lines
 
 
 def seed_groups(stem: str) -> dict[str, list[Path]]:
@@ -337,7 +476,7 @@ def seeds_table() -> list[str]:
         for label, records in seed_groups(stem).items():
             runs = {d.name: read_rows(d / "progress.csv") for d in records}
             env_id = json.loads((records[0] / "args.json").read_text())["env_id"]
-            png = plot_seeds(label, runs)
+            png = plot_seeds(label, runs, env_id)
             seeds = f"{len(records)} seed{'s' * (len(records) > 1)}"
             lines += [f"### {label}: {seeds} on {env_id}, {measure} to each level ([curves](plots/{png}))",
                       "", "| seed | " + " | ".join(f"{measure} {level:+g}" + " (threshold)" * (level == threshold)
@@ -360,12 +499,12 @@ def seeds_table() -> list[str]:
 def score_table() -> list[str]:
     lines = ["| run | eval, deterministic (mean ± std, games) | eval, sticky actions 0.25 | final mean-100 train "
              "return | agent steps | frames | wall time | SPS | hardware | command | date | note |", "|" + "---|" * 12]
-    runs = {}
-    for dest in sorted(p for p in RESULTS.glob("*") if (p / "progress.csv").exists()):
-        rows = runs[dest.name] = read_rows(dest / "progress.csv")
+    records = sorted(p for p in RESULTS.glob("*") if (p / "progress.csv").exists())
+    for dest in records:
+        rows = read_rows(dest / "progress.csv")
         meta = json.loads((dest / "meta.json").read_text())
         args = json.loads((dest / "args.json").read_text())
-        png = plot(dest.name, rows)
+        png = plot(dest.name, rows, args["env_id"])
         steps, wall = int(rows["global_step"][-1]), float(rows["wall_time_s"][-1])
         frames = steps * args.get("frameskip", 4)  # dqn_cnn always skips 4; the others say so in their args
         commands = (dest / "commands.txt").read_text().strip().splitlines() if (dest / "commands.txt").exists() else []
@@ -374,10 +513,7 @@ def score_table() -> list[str]:
         lines.append(f"| [{dest.name}](plots/{png.name}) | {scores} | {mean_last(rows['episodic_return'])[-1]:.2f} | "
                      f"{steps:,} | {frames:,.0f} | {hours(wall)} | {steps / wall:.0f} | {meta['hardware']} | "
                      f"{command} (seed {args['seed']}) | {meta['date']} | {meta['note']} |")
-    if runs:
-        lines += ["", f"All runs on one plot: [{plot_all(runs).name}](plots/all_runs.png). Its wall-time axis "
-                  "compares runs made under different loads: see each row's note."]
-    return lines
+    return lines + (["", *protocol_figures()] if records else [])
 
 
 LINKS_GBIT = (10, 1)  # the network links the scaling model assumes: a typical cloud cluster, and a slow one

@@ -108,3 +108,57 @@ def test_the_median_seed_is_not_reached_when_most_seeds_never_got_there():
 def test_the_median_of_an_even_count_is_the_slower_middle_seed():
     assert report.over_seeds([(1000, 60.0), None], "median") == "not reached (1/2 reached)"
     assert report.over_seeds([(1000, 60.0), (2000, 120.0)], "median") == "2,000 steps, 2 min (2/2 reached)"
+
+
+def test_the_median_over_seeds_of_differently_long_curves_counts_each_curve_only_where_it_ran():
+    curves = [(np.array([0.0, 10.0]), np.array([0.0, 10.0])),    # rises to 10 at x 10
+              (np.array([0.0, 5.0]), np.array([-6.0, -6.0])),    # ends at x 5
+              (np.array([2.0, 20.0]), np.array([20.0, 20.0]))]   # starts at x 2, ends at x 20
+    stats = report.over_runs(curves, np.array([0.0, 4.0, 5.0, 10.0, 20.0, 30.0]))
+    assert stats["runs"].tolist() == [2, 3, 3, 2, 1, 0]
+    np.testing.assert_allclose(stats["median"], [-3.0, 4.0, 5.0, 15.0, 20.0, np.nan])
+    np.testing.assert_allclose(stats["min"], [-6.0, -6.0, -6.0, 10.0, 20.0, np.nan])
+    np.testing.assert_allclose(stats["max"], [0.0, 20.0, 20.0, 20.0, 20.0, np.nan])
+
+
+def test_the_sticky_figure_takes_the_seeds_at_the_defaults_and_the_deterministic_one_every_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    for name, env_id in (("ppo_ray_seed1", "ALE/Pong-v5"), ("ppo_ray_seed2", "ALE/Pong-v5"),
+                         ("ppo_ray_lr_seed1", "ALE/Pong-v5"), ("pg_numpy", "ALE/Pong-v5"),
+                         ("ppo_ray", "PongNoFrameskip-v4"), ("ppo_ray_v4_seed1", "PongNoFrameskip-v4")):
+        write_seed_record(tmp_path / "results", name, [-21.0] * 50 + [0.0] * 50, env_id=env_id)
+    sticky = report.protocol_groups("ALE/Pong-v5", seeds_only=True)
+    assert {key: [d.name for d in ds] for key, ds in sticky.items()} == {("ppo_ray", True): ["ppo_ray_seed1",
+                                                                                           "ppo_ray_seed2"]}
+    assert list(report.protocol_groups("PongNoFrameskip-v4", seeds_only=False)) == [("ppo_ray", False),
+                                                                                   ("ppo_ray_v4", True)]
+    lines = report.protocol_figures()
+    assert any("](plots/sticky.png)" in line for line in lines) and any("](plots/deterministic.png)" in line
+                                                                     for line in lines)
+    assert (tmp_path / "plots" / "sticky.png").exists() and (tmp_path / "plots" / "deterministic.png").exists()
+
+
+def test_a_run_collected_inside_the_repository_is_recorded_with_relative_paths(tmp_path, monkeypatch):
+    for name, folder in (("RESULTS", "results"), ("CHECKPOINTS", "checkpoints")):
+        monkeypatch.setattr(report, name, tmp_path / folder)
+    monkeypatch.setattr(report, "BENCH", tmp_path / "bench")  # the repository root is its parent: tmp_path
+    run_dir = tmp_path / "runs" / "seeds" / "ppo_ray" / "seed2"
+    run_dir.mkdir(parents=True)
+    (run_dir / "final_model.pt").write_bytes(b"weights")
+    (run_dir / "progress.csv").write_bytes(b"global_step,episodic_return\r\n1000,-21.0\r\n")
+    (run_dir / "args.json").write_text(json.dumps({"run_dir": str(run_dir), "resume": None, "log": "/elsewhere/x"}))
+    (run_dir / "commands.txt").write_text(f"2026-11-26T00:00:00 python ppo_ray.py --seed 2 --run-dir {run_dir}\n")
+    (run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(run_dir / "final_model.pt")}))
+    report.collect(run_dir, "ppo_ray_seed2", note="A run.", ship=False)
+    dest = tmp_path / "results" / "ppo_ray_seed2"
+    meta = json.loads((dest / "meta.json").read_text())
+    assert meta["run_dir"] == "runs/seeds/ppo_ray/seed2"
+    assert json.loads((dest / "args.json").read_text()) == {"run_dir": "runs/seeds/ppo_ray/seed2", "resume": None,
+                                                            "log": "/elsewhere/x"}  # outside the repository: as is
+    assert (dest / "commands.txt").read_text().endswith("--run-dir runs/seeds/ppo_ray/seed2\n")
+    assert json.loads((dest / "eval.json").read_text()) == {"checkpoint": "runs/seeds/ppo_ray/seed2/final_model.pt"}
+    assert (dest / "progress.csv").read_bytes() == (run_dir / "progress.csv").read_bytes()
+    (tmp_path / "checkpoints").mkdir()
+    report.ship_seed("ppo_ray_seed2")  # finds the run by its relative run_dir, whatever the working directory
+    assert (tmp_path / "checkpoints" / "ppo_ray.pt").read_bytes() == b"weights"
