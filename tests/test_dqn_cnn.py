@@ -143,6 +143,13 @@ def inductor_cxx() -> str | None:
     return next((n for n in names if n and shutil.which(n)), None)
 
 
+def test_without_a_cxx_compiler_the_step_runs_uncompiled_with_one_line_saying_so(monkeypatch, capsys):
+    monkeypatch.setattr(dqn_cnn.shutil, "which", lambda name: None)
+    assert dqn_cnn.compiled(dqn_cnn.gradient_step, torch.device("cpu")) is dqn_cnn.gradient_step
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "--compile needs a C++ compiler" in out[0] and "--no-compile" in out[0], out
+
+
 @pytest.mark.skipif(inductor_cxx() is None,
                     reason="torch.compile on CPU needs a C++ compiler (g++ or $CXX), and none is installed")
 def test_compiled_gradient_step_matches_the_eager_step():
