@@ -399,12 +399,14 @@ def plot_protocol(name: str) -> Path:
     ours = protocol_groups(env_id, seeds_only=sticky > 0)
     with plt.rc_context({"font.size": 11}):
         fig, ax = plt.subplots(figsize=(9, 5))
+        drawn: dict[str, int] = {}  # per script, its groups drawn so far: each of them in a line style of its own
         for (label, seeded), records in ours.items():
             curves = [(rows["global_step"] / 1e6, mean_last(rows["episodic_return"]))
                       for rows in (read_rows(d / "progress.csv") for d in records)]
             stem = stem_of(label)
+            drawn[stem] = drawn.get(stem, -1) + 1
             draw_median(ax, curves, COLOURS.get(stem, "black"), f"{label}: " +
-                        (f"median of {len(curves)} seeds" if seeded else "1 run"), ls="-" if label == stem else "--")
+                        (f"median of {len(curves)} seeds" if seeded else "1 run"), ls=("-", "--", ":")[drawn[stem] % 3])
         published = [c for c in anchors["curves"] if (c["env_id"], c["sticky"]) == (env_id, sticky)]
         for colour, c in zip(ANCHOR_COLOURS, published):
             d = dopamine_curve(c["file"], c["agent"])
