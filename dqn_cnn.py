@@ -328,17 +328,29 @@ def gradient_step(q_network: nn.Module, target_network: nn.Module, optimizer: to
     return loss.detach(), q_taken.detach().mean()
 
 
-def compiled(step, device: torch.device):
-    """`torch.compile` of the gradient step, or the step itself where it cannot be compiled: on a CPU, inductor builds
-    C++ and needs a compiler ($CXX, else g++), without which the first step would fail with a traceback. Dynamo
-    warns once that it ignores the profiler's `record_function` in torch.optim's step (no profiler runs here); that
-    line would land in the progress line, so it is dropped."""
-    from torch._inductor import config  # where inductor looks for its compiler
+def cpu_compile_blocker() -> Optional[str]:
+    """Why torch.compile's CPU backend (inductor) cannot build the gradient step here, or None where it can: it needs
+    a C++ compiler ($CXX, else g++), and torch 2.13's scalar code for this step fails to build where inductor finds
+    no vector instruction set (AVX2 or better) to compile for, as under ATEN_CPU_CAPABILITY=default."""
+    from torch._inductor import config, cpu_vec_isa
 
-    cxx = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
-    if device.type == "cpu" and not any(shutil.which(c) for c in cxx if c):
-        print(f"{SCRIPT}.py: --compile needs a C++ compiler on a CPU ($CXX, else g++) and none was found: the "
-              "gradient step runs uncompiled (slower); install g++, or pass --no-compile to skip this line", flush=True)
+    names = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
+    if not any(name and shutil.which(name) for name in names):
+        return "needs a C++ compiler on a CPU ($CXX, else g++) and none was found"
+    if not cpu_vec_isa.pick_vec_isa():
+        return "finds no vector instruction set (AVX2 or better) to compile for"
+    return None
+
+
+def compiled(step, device: torch.device):
+    """`torch.compile` of the gradient step, or the step itself where it cannot be compiled (`cpu_compile_blocker`),
+    saying so in one line rather than failing at the first step with a traceback. Dynamo warns once that it ignores
+    the profiler's `record_function` in torch.optim's step (no profiler runs here); that line would land in the
+    progress line, so it is dropped."""
+    blocker = cpu_compile_blocker() if device.type == "cpu" else None
+    if blocker:
+        print(f"{SCRIPT}.py: --compile {blocker}: the gradient step runs uncompiled (slower); pass --no-compile to "
+              "skip this line", flush=True)
         return step
     logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(
         lambda record: not str(record.msg).startswith("Profiler record function"))

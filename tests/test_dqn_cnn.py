@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
 
 import numpy as np
 import pytest
@@ -136,13 +135,6 @@ def test_td_loss_matches_the_formula_and_leaves_the_target_network_untouched():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in q.parameters())
 
 
-def inductor_cxx() -> str | None:
-    """The C++ compiler torch.compile's CPU backend (inductor) would call, or None when none is installed."""
-    from torch._inductor import config
-    names = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
-    return next((n for n in names if n and shutil.which(n)), None)
-
-
 def test_without_a_cxx_compiler_the_step_runs_uncompiled_with_one_line_saying_so(monkeypatch, capsys):
     monkeypatch.setattr(dqn_cnn.shutil, "which", lambda name: None)
     assert dqn_cnn.compiled(dqn_cnn.gradient_step, torch.device("cpu")) is dqn_cnn.gradient_step
@@ -150,8 +142,17 @@ def test_without_a_cxx_compiler_the_step_runs_uncompiled_with_one_line_saying_so
     assert len(out) == 1 and "--compile needs a C++ compiler" in out[0] and "--no-compile" in out[0], out
 
 
-@pytest.mark.skipif(inductor_cxx() is None,
-                    reason="torch.compile on CPU needs a C++ compiler (g++ or $CXX), and none is installed")
+def test_without_a_vector_instruction_set_the_step_runs_uncompiled_with_one_line_saying_so(monkeypatch, capsys):
+    from torch._inductor import cpu_vec_isa
+
+    monkeypatch.setattr(cpu_vec_isa, "pick_vec_isa", lambda: cpu_vec_isa.invalid_vec_isa)
+    assert dqn_cnn.compiled(dqn_cnn.gradient_step, torch.device("cpu")) is dqn_cnn.gradient_step
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "no vector instruction set" in out[0], out
+
+
+@pytest.mark.skipif(dqn_cnn.cpu_compile_blocker() is not None,
+                    reason=f"torch.compile on this CPU {dqn_cnn.cpu_compile_blocker()}")
 def test_compiled_gradient_step_matches_the_eager_step():
     # --compile is the default, but every run in the tests passes --no-compile: this is the compiled step's check.
     torch.manual_seed(0)
