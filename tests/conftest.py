@@ -11,6 +11,7 @@ import ast
 import contextlib
 import csv
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -59,9 +60,10 @@ def smoke_flags(script: str) -> list[str]:
 
 
 def script_env() -> dict:
-    # One OpenMP thread per run: two runs (or a run beside other work) on 2 cores with 2 spinning threads
-    # each slow down tenfold; tiny smoke batches gain nothing from a second thread.
-    return {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+    # One OpenMP thread per run, whatever the caller's environment says: two runs (or a run beside other work) on 2
+    # cores with 2 spinning threads each slow down tenfold, tiny smoke batches gain nothing from a second thread, and
+    # the behaviour pins' losses depend on the threads' order of summation.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def start_script(script_path: Path, *flags: str, cwd: Path) -> subprocess.Popen:
@@ -148,6 +150,24 @@ def assert_eval_report(report: dict, episodes: int) -> None:
     assert report["mean"] == pytest.approx(np.mean(returns)) and report["std"] == pytest.approx(np.std(returns))
     assert report["min"] == min(returns) and report["max"] == max(returns), report
     assert report["checkpoint"], report
+
+
+SHIPPED = sorted((ROOT / "benchmark" / "checkpoints").glob("*.*"))  # one file per script, the median seed's
+
+
+def script_of(weights: Path) -> str:
+    """The script a shipped file belongs to: its name is the script's stem."""
+    return next(s for s in SCRIPTS if weights.stem == s.removesuffix(".py"))
+
+
+def saved_args(path: Path) -> dict:
+    """The settings a checkpoint or shipped file was made with, read from the file itself (.pt and .npz alike)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(str(data["args"]))
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["args"]
 
 
 def checkpoint_step(path: Path) -> int:

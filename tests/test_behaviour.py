@@ -1,5 +1,5 @@
 """What a fixed seed makes each script do, pinned: the first losses and episodes of its smoke run and the games its
-shipped weights play. Integers (steps, scores, lengths) must match `behaviour.json` exactly; losses within `LOSS_RTOL`,
+shipped weights play. Integers (steps, scores, lengths) must match `behaviour.json` exactly; losses within `LOSS_TOL`,
 since float rounding differs between CPUs and torch's kernels (an AMD EPYC and an Intel Xeon with AVX-512 give the
 same games and first losses apart from the 6th significant digit on). A change meant to keep behaviour (a refactor)
 leaves the pins as recorded; a change meant to alter behaviour records them anew with `RECORD_BEHAVIOUR=1 pytest
@@ -8,14 +8,13 @@ tests/test_behaviour.py` and says so in its commit."""
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, as_run, read_progress, run_script, scalars, smoke_flags, tensorboard_tags
+from conftest import (ROOT, SCRIPTS, SHIPPED, as_run, read_progress, run_script, scalars, script_of, smoke_flags,
+                      tensorboard_tags)
 
 GOLDEN = Path(__file__).with_name("behaviour.json")
 RECORD = os.environ.get("RECORD_BEHAVIOUR") == "1"
@@ -27,14 +26,6 @@ FIRST = 5
 # first five by at most 2.5e-4 so measured; a learning rate 1.2x the default moves most of them by 0.1-0.5
 # (test_a_one_flag_change_falls_outside_the_loss_tolerance).
 LOSS_TOL = 1e-2
-SHIPPED = sorted((ROOT / "benchmark" / "checkpoints").glob("*.*"))
-
-
-def script_of(weights: Path) -> str:
-    return next(s for s in SCRIPTS if weights.stem == s.removesuffix(".py") or weights.stem.startswith(
-        s.removesuffix(".py") + "_"))
-
-
 def recorded(key: str):
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     assert key in golden, f"nothing recorded for {key}: RECORD_BEHAVIOUR=1 pytest {__file__}"
@@ -63,8 +54,7 @@ def loss_differences(observed: dict, pinned: dict) -> list[str]:
 
 
 def smoke_behaviour(run_dir: Path) -> dict:
-    """The first losses per tag (TensorBoard) and every episode (progress.csv) of a smoke run."""
-    run_dir = as_run(run_dir)
+    """The first losses per tag (TensorBoard) and every episode (progress.csv) of a smoke run's dir."""
     losses = {tag: [[step, value] for step, value in scalars(run_dir, tag)[:FIRST]]
               for tag in sorted(tensorboard_tags(run_dir)) if tag.startswith("losses/")}
     episodes = [[int(r["global_step"]), float(r["episodic_return"]), int(r["episodic_length"])]
@@ -77,7 +67,7 @@ def smoke_behaviour(run_dir: Path) -> dict:
 def test_smoke_run_makes_the_recorded_first_losses_and_episodes(script, smoke_runs):
     proc, run_dir = smoke_runs(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    observed = smoke_behaviour(run_dir)
+    observed = smoke_behaviour(as_run(run_dir))  # as the run left it: other tests resume the run itself
     if RECORD:
         return record(f"smoke/{script}", observed)
     pinned = recorded(f"smoke/{script}")
@@ -94,7 +84,6 @@ def test_a_one_flag_change_falls_outside_the_loss_tolerance(tmp_path):
     proc = run_script(ROOT / script, *smoke_flags(script), "--learning-rate", "3e-4", "--run-dir", str(run_dir),
                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    shutil.copytree(run_dir, as_run(run_dir))
     pinned = recorded(f"smoke/{script}")["losses"]
     assert len(loss_differences(smoke_behaviour(run_dir)["losses"], pinned)) > sum(map(len, pinned.values())) / 2
 

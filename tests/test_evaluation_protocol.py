@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, assert_eval_report, load_script, run_main
+from conftest import ROOT, assert_eval_report, load_script, run_main, saved_args
 
 gym.register_envs(ale_py)
 REAL_ALE_VECTOR_ENV = ale_py.vector_env.AtariVectorEnv
@@ -41,10 +41,7 @@ def shipped(script: str) -> Path:
 
 def trained_env_id(path: Path) -> str:
     """The env id a shipped file was trained on, read from the file itself."""
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return json.loads(str(data["args"]))["env_id"]
-    return torch.load(path, map_location="cpu", weights_only=True)["args"]["env_id"]
+    return saved_args(path)["env_id"]
 
 
 def own_sticky(env_id: str) -> float:

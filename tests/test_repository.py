@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import ROOT, load_script
+from conftest import ROOT, SHIPPED, load_script, saved_args, script_of
 
-SHIPPED = sorted((ROOT / "benchmark" / "checkpoints").glob("*.*"))
 # Flags that say where a run writes, how it is watched, when it stops early or how it is replayed, never what it
 # learns: a reported run is the bare command plus `--seed` and these.
 RUN_CONTROL = {"exp_name", "seed", "run_dir", "resume", "save_every", "target_return", "eval_checkpoint",
                "eval_episodes", "capture_video", "track", "wandb_project_name", "cuda"}
 # A folder of some machine: a home, the root's home, a temporary or a workspace folder, a Windows drive.
-MACHINE_PATH = re.compile(r"(?<![\w.])(/home/|/root/|/tmp/|/work/|/Users/|[A-Z]:\\\\)")
+MACHINE_PATH = re.compile(r"(?<![\w.])(/home/|/root/|/tmp/|/work/|/Users/|[A-Z]:\\)")
 
 
 def tracked_files() -> list[Path]:
@@ -36,26 +33,11 @@ def tracked_text() -> dict[Path, str]:
     return texts
 
 
-def shipped_settings(weights: Path) -> dict:
-    if weights.suffix == ".npz":
-        with np.load(weights, allow_pickle=False) as data:
-            return json.loads(str(data["args"]))
-    import torch
-
-    return torch.load(weights, map_location="cpu", weights_only=True)["args"]
-
-
-def script_of(weights: Path) -> str:
-    return weights.stem.split("_seed")[0] + ".py"
-
-
 def test_no_tracked_file_points_outside_the_repository_or_at_a_machine_folder():
-    found = {str(path.relative_to(ROOT)): sorted(set(m.group(0) for m in MACHINE_PATH.finditer(text)))
-             for path, text in tracked_text().items() if path.name != Path(__file__).name}
-    found = {name: hits for name, hits in found.items() if hits}
-    outside = [str(path.relative_to(ROOT)) for path, text in tracked_text().items()
-               if "../" + "shared" in text]
-    assert not found, found
+    texts = {str(path.relative_to(ROOT)): text for path, text in tracked_text().items() if path != Path(__file__)}
+    found = {name: sorted({m.group(0) for m in MACHINE_PATH.finditer(text)}) for name, text in texts.items()}
+    assert not {name: hits for name, hits in found.items() if hits}
+    outside = [name for name, text in texts.items() if "../" + "shared" in text]
     assert not outside, f"these name the team's folder beside the repository, which a clone lacks: {outside}"
 
 
@@ -68,7 +50,7 @@ def test_no_archive_is_tracked():
 def test_a_shipped_file_was_made_at_its_scripts_defaults(weights):
     """Its saved settings are the script's defaults but for run-control flags, so `python <script> --seed N` remakes
     it; its run dir, if any, is relative to the repository."""
-    saved = shipped_settings(weights)
+    saved = saved_args(weights)
     defaults = asdict(load_script(script_of(weights)).Args())
     differ = {k: (saved.get(k), defaults.get(k)) for k in set(saved) | set(defaults)
               if k not in RUN_CONTROL and saved.get(k, "missing") != defaults.get(k, "missing")}
