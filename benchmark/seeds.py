@@ -4,7 +4,7 @@
     python benchmark/seeds.py ppo_ray.py --label ppo_ray_v4 --record -- --env-id PongNoFrameskip-v4
 
 Each seed trains in `<runs-dir>/<label>/seed<N>` as `python <script> --seed N --run-dir ...`: the script's defaults,
-its own budget included, and the flags after `--` (none for a reported run; `--label`, by default the script's stem,
+its own budget included, and the flags after `--` (run-control flags only for a reported run; `--label`, by default the script's stem,
 names a batch run with other flags). Two training runs never share the 2 cores: the seeds run in turn. Running the
 same command again continues what a stop left unfinished (`--resume`) and leaves finished runs as they are, so a long
 batch survives a session's end; `--total-timesteps` (a probe's budget, or a longer one) continues the runs that ended
@@ -17,6 +17,7 @@ record of the same run (same curve and eval) is left as it is, its note included
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shlex
 import subprocess
@@ -27,12 +28,17 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
 
-def finished(run_dir: Path, total: int | None) -> bool:
-    """The run ended (its budget or `--target-return` reached, its final evaluation written) within `total` steps
-    (None: the budget it was started with)."""
+def default_budget(script: str) -> int:
+    """The script's own `--total-timesteps` default (importing a script runs nothing)."""
+    sys.path.insert(0, str(ROOT))
+    return importlib.import_module(Path(script).stem).Args().total_timesteps
+
+
+def finished(run_dir: Path, total: int) -> bool:
+    """The run ended (its budget or `--target-return` reached, its final evaluation written) within `total` steps."""
     if not (run_dir / "eval.json").exists():
         return False
-    return total is None or json.loads((run_dir / "args.json").read_text())["total_timesteps"] >= total
+    return json.loads((run_dir / "args.json").read_text())["total_timesteps"] >= total
 
 
 def recorded(run_dir: Path, name: str) -> bool:
@@ -42,13 +48,14 @@ def recorded(run_dir: Path, name: str) -> bool:
                for f in ("progress.csv", "eval.json"))
 
 
-def seed_command(script: str, seed: int, run_dir: Path, total: int | None, extra: list[str]) -> list[str]:
-    """The command that starts this seed's run, or continues it where a stop left it, run from the repository root
+def seed_command(script: str, seed: int, run_dir: Path, total: int, extra: list[str]) -> list[str]:
+    """The command that starts this seed's run (the bare command, with `total` only where it is not the script's
+    default), or continues it to `total` where a stop or a smaller budget left it; run from the repository root
     (paths in it relative to the root where they lie inside, so that the records name no machine's folders)."""
-    started = (ROOT / run_dir / "args.json").exists() and any((ROOT / run_dir).glob("checkpoint.*"))
-    where = ["--resume", str(run_dir)] if started else ["--seed", str(seed), "--run-dir", str(run_dir), *extra]
-    budget = [] if total is None else ["--total-timesteps", str(total)]
-    return [sys.executable, script, *where, *budget]
+    if (ROOT / run_dir / "args.json").exists() and any((ROOT / run_dir).glob("checkpoint.*")):
+        return [sys.executable, script, "--resume", str(run_dir), "--total-timesteps", str(total)]
+    budget = [] if total == default_budget(script) else ["--total-timesteps", str(total)]
+    return [sys.executable, script, "--seed", str(seed), "--run-dir", str(run_dir), *extra, *budget]
 
 
 def main() -> None:
@@ -70,12 +77,13 @@ def main() -> None:
     if not (label == stem or label.startswith(stem + "_")):
         raise SystemExit(f"seeds.py: error: --label {label}: must start with {stem}_ (the report groups by script)")
     batch = "python benchmark/seeds.py " + shlex.join(argv)
+    total = a.total_timesteps or default_budget(a.script)
     for seed in a.seeds:
         run_dir = a.runs_dir / label / f"seed{seed}"
-        if finished(ROOT / run_dir, a.total_timesteps):
+        if finished(ROOT / run_dir, total):
             print(f"seed {seed}: done ({run_dir})", flush=True)
         else:
-            command = seed_command(a.script, seed, run_dir, a.total_timesteps, a.extra)
+            command = seed_command(a.script, seed, run_dir, total, a.extra)
             print(f"seed {seed}: {' '.join(command[1:])}", flush=True)
             code = subprocess.run(command, cwd=ROOT).returncode
             if code != 0:

@@ -67,3 +67,20 @@ def test_a_seed_recorded_as_it_is_now_is_not_recorded_again(tmp_path, monkeypatc
     (run_dir / "progress.csv").write_text("global_step\n1000\n2000\n")  # the run went on: record it again
     assert not runner.recorded(run_dir, "pg_numpy_seed1")
     assert not runner.recorded(run_dir, "pg_numpy_seed2")
+
+
+def test_without_a_budget_a_seed_starts_as_the_bare_command_and_a_shorter_run_goes_on_to_the_default(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    import seeds as runner
+
+    default = runner.default_budget("pg_numpy.py")
+    assert runner.seed_command("pg_numpy.py", 2, tmp_path / "fresh", default, [])[1:] == [
+        "pg_numpy.py", "--seed", "2", "--run-dir", str(tmp_path / "fresh")]
+    run_dir = tmp_path / "shorter"  # a run that ended at a smaller budget than today's default
+    run_dir.mkdir()
+    (run_dir / "args.json").write_text(json.dumps({"total_timesteps": default // 2}))
+    (run_dir / "eval.json").write_text("{}")
+    (run_dir / "checkpoint.npz").write_bytes(b"")
+    assert not runner.finished(run_dir, default) and runner.finished(run_dir, default // 2)
+    assert runner.seed_command("pg_numpy.py", 2, run_dir, default, [])[2:] == [
+        "--resume", str(run_dir), "--total-timesteps", str(default)]
