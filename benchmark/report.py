@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -102,7 +101,7 @@ def collect(run_dir: Path, name: str, note: str, float16: bool = False, ship: bo
         CHECKPOINTS.mkdir(exist_ok=True)
         shutil.copy(weights, shipped)
     write_meta(dest, {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"), "note": note,
-                      "run_dir": in_repo(os.path.abspath(run_dir)),
+                      "run_dir": in_repo(str(Path(run_dir).resolve())),
                       "code": code_version(), "weights": str(shipped.relative_to(BENCH.parent)) if shipped else None})
     print(f"recorded {run_dir} as {dest}")
 
@@ -320,8 +319,8 @@ def hours(seconds: float) -> str:
 
 # The levels each script's seeds are timed to: the mean of the last 100 training games (pg_numpy: Karpathy's running
 # mean, the seed's measure), the first of them the threshold a seed must reach to count as a success.
-SEED_LEVELS = {"dqn_cnn": ("mean-100", (19, 0, 10)), "ppo_mlp": ("mean-100", (14, 0, 5, 10, 19)),
-               "ppo_ray": ("mean-100", (14, 0, 5, 10, 19)), "pg_numpy": ("running_mean", (0, -10, 5))}
+SEED_LEVELS = {"dqn_cnn": ("mean-100", (15, 0, 10, 19)), "ppo_mlp": ("mean-100", (14, 0, 5, 10, 19)),
+               "ppo_ray": ("mean-100", (14, 0, 5, 10, 19)), "pg_numpy": ("running_mean", (5, -10, 0))}
 
 
 def first_reached(rows: dict[str, np.ndarray], measure: str, level: float) -> tuple[int, float] | None:
@@ -462,10 +461,16 @@ def over_seeds(reached: list[tuple[int, float] | None], stat: str) -> str:
     """The seed at the median, min or max wall time to a level (its steps beside it; the slower middle one for an even
     count). A seed that never reached the level counts as slower than any that did: the median is reached only when
     more than half of the seeds got there."""
+    r = ranked_seed(reached, stat)
+    hits = sum(1 for x in reached if x)
+    return (f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached") + f" ({hits}/{len(reached)} reached)"
+
+
+def ranked_seed(reached: list[tuple[int, float] | None], stat: str) -> tuple[int, float] | None:
+    """(steps, wall seconds) of the seed at the median, min or max wall time to a level, as `over_seeds` ranks them."""
     hits = sorted((r for r in reached if r), key=lambda r: r[1])
     ranked = hits + [None] * (len(reached) - len(hits))
-    r = {"min": ranked[0], "max": ranked[-1], "median": ranked[len(ranked) // 2]}[stat]
-    return (f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached") + f" ({len(hits)}/{len(reached)} reached)"
+    return {"min": ranked[0], "max": ranked[-1], "median": ranked[len(ranked) // 2]}[stat]
 
 
 def seeds_table() -> list[str]:
@@ -495,6 +500,47 @@ def seeds_table() -> list[str]:
                 cells = [over_seeds(reached[level], stat) for level in levels]
                 lines.append(f"| {stat} | " + " | ".join(cells) + " | | |")
             lines.append("")
+    return lines
+
+
+ANCHOR_LEVELS = (10, 15, 19)
+
+
+def anchor_table() -> list[str]:
+    """Agent steps to each level of the mean-100 training return with sticky actions: each script's seeds at its
+    defaults (the median seed, `over_seeds`) beside the published curves of benchmark/anchors/ (the first iteration
+    whose mean over runs reaches the level) and their values at our budgets, then the published points."""
+    anchors = json.loads((ANCHORS / "anchors.json").read_text())
+    env_id, sticky = PROTOCOLS["sticky"]
+    lines = ["| agent | " + " | ".join(f"{level:+g}" for level in ANCHOR_LEVELS) + " | at the budget |",
+             "|---|" + "---|" * (len(ANCHOR_LEVELS) + 1)]
+    budgets = []
+    for stem in COLOURS:
+        records = seed_groups(stem).get(stem, [])
+        if not records or json.loads((records[0] / "args.json").read_text())["env_id"] != env_id:
+            continue
+        runs = [read_rows(d / "progress.csv") for d in records]
+        budget = min(int(rows["global_step"][-1]) for rows in runs)
+        budgets.append(budget)
+        medians = [ranked_seed([first_reached(rows, "mean-100", level) for rows in runs], "median")
+                   for level in ANCHOR_LEVELS]
+        cells = [f"{r[0]:,} steps" if r else f"not by {budget / 1e6:.1f}M" for r in medians]
+        final = np.median([mean_last(rows["episodic_return"])[-1] for rows in runs])
+        lines.append(f"| `{stem}.py`, median of {len(runs)} seeds | " + " | ".join(cells) +
+                     f" | {final:+.1f} at {budget / 1e6:.1f}M |")
+    for c in anchors["curves"]:
+        if (c["env_id"], c["sticky"]) != (env_id, sticky):
+            continue
+        d = dopamine_curve(c["file"], c["agent"])
+        cells = [next((f"{s:,.0f} steps" for s, m in zip(d["agent_steps"], d["mean"]) if m >= level),
+                      f"not by {d['agent_steps'][-1] / 1e6:g}M") for level in ANCHOR_LEVELS]
+        at = ", ".join(f"{np.interp(b, d['agent_steps'], d['mean']):+.1f} at {b / 1e6:.1f}M" for b in sorted(set(
+            round(b, -5) for b in budgets)))
+        lines.append(f"| {c['label']}, mean of {d['runs'].min():.0f} runs | " + " | ".join(cells) + f" | {at} |")
+    for p in anchors["points"]:
+        if (p["env_id"], p["sticky"]) == (env_id, sticky):
+            lines.append(f"| {p['label']} | " + " | " * len(ANCHOR_LEVELS) +
+                         f"{p['mean']:.1f} ± {p['std']:.1f} at {p['agent_steps'] / 1e6:g}M |")
     return lines
 
 
@@ -642,7 +688,7 @@ def main() -> None:
     for name in a.evaluate:
         evaluate_shipped(name)
     intro = (BENCH / "RESULTS.intro.md").read_text() if (BENCH / "RESULTS.intro.md").exists() else ""
-    text = "\n".join([intro.rstrip(), "", "## Scores", "", *score_table(), "", "## Evaluation protocol", "",
+    text = "\n".join([intro.rstrip(), "", *anchor_table(), "", "## Scores", "", *score_table(), "", "## Evaluation protocol", "",
                       *protocol_table(), "", *(["## Seeds", "", *seeds] if (seeds := seeds_table()) else []),
                       "## Throughput", "",
                       *throughput_table(), ""])
