@@ -218,7 +218,7 @@ def mean_last(values: np.ndarray, window: int = 100) -> np.ndarray:
 # are drawn against.
 COLOURS = {"dqn_cnn": "C0", "ppo_mlp": "C1", "ppo_ray": "C2", "pg_numpy": "C3"}
 GOALS = {"dqn_cnn": (15, 19), "ppo_mlp": (14,), "ppo_ray": (14,), "pg_numpy": (5,)}
-ANCHOR_COLOURS = ("C4", "C5", "C6")  # the published curves (benchmark/anchors/), in their file's order
+ANCHOR_COLOURS = ("C4", "C5", "C6", "C7", "C8", "C9")  # the published curves (benchmark/anchors/), in file order
 
 
 def stem_of(name: str) -> str | None:
@@ -405,8 +405,10 @@ def plot_protocol(name: str) -> Path:
             stem = stem_of(label)
             drawn[stem] = drawn.get(stem, -1) + 1
             draw_median(ax, curves, COLOURS.get(stem, "black"), f"{label}: " +
-                        (f"median of {len(curves)} seeds" if seeded else "1 run"), ls=("-", "--", ":")[drawn[stem] % 3])
+                        (f"median of {len(curves)} seeds" if len(curves) > 1 else "1 run"),
+                        ls=("-", "--", ":")[drawn[stem] % 3])
         published = [c for c in anchors["curves"] if (c["env_id"], c["sticky"]) == (env_id, sticky)]
+        assert len(published) <= len(ANCHOR_COLOURS), "more published curves than colours for them"
         for colour, c in zip(ANCHOR_COLOURS, published):
             d = dopamine_curve(c["file"], c["agent"])
             ax.fill_between(d["agent_steps"] / 1e6, d["min"], d["max"], color=colour, alpha=0.12, lw=0)
@@ -415,7 +417,7 @@ def plot_protocol(name: str) -> Path:
         points = [p for p in anchors["points"] if (p["env_id"], p["sticky"]) == (env_id, sticky)]
         for i, p in enumerate(points):  # points at one step side by side, 0.25M steps apart
             ax.errorbar(p["agent_steps"] / 1e6 + (i - (len(points) - 1) / 2) * 0.25, p["mean"], yerr=p["std"],
-                        fmt="Ds^v"[i], color="black", ms=6, capsize=3,
+                        fmt="Ds^vPX"[i % 6], color="black", ms=6, capsize=3,
                         label=f"{p['label']}: {p['mean']:.2f} ± {p['std']:.2f}")
         ax.axhline(0, color="grey", lw=0.5)
         draw_goals(ax, [s for s in COLOURS if any(stem_of(label) == s for label, _ in ours)])
@@ -426,7 +428,8 @@ def plot_protocol(name: str) -> Path:
                      fontweight="bold")
         ax.set_title("ours: mean of the last 100 training games, " +
                      ("median of the seeds at the defaults, min-max shaded; dotted: seeds that ran longer"
-                      if sticky else "one run each; Dopamine's curves are sticky-only, so none here"), fontsize="small")
+                      if sticky else "one line per recorded setting; Dopamine's curves are sticky-only, so none here"),
+                     fontsize="small")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small", frameon=False)
         return save_figure(fig, name, dpi=110)
 

@@ -4,11 +4,11 @@
     python benchmark/seeds.py ppo_ray.py --label ppo_ray_v4 --record -- --env-id PongNoFrameskip-v4
 
 Each seed trains in `<runs-dir>/<label>/seed<N>` as `python <script> --seed N --run-dir ...`: the script's defaults,
-its own budget included, and the flags after `--` (run-control flags only for a reported run; `--label`, by default the script's stem,
-names a batch run with other flags). Two training runs never share the 2 cores: the seeds run in turn. Running the
-same command again continues what a stop left unfinished (`--resume`) and leaves finished runs as they are, so a long
-batch survives a session's end; `--total-timesteps` (a probe's budget, or a longer one) continues the runs that ended
-at a smaller budget.
+its own budget included, and the flags after `--` (run-control flags only, for a reported run; `--label`, by default
+the script's stem, names a batch run with other flags). Two training runs never share the 2 cores: the seeds run in
+turn. Running the same command again continues what a stop left unfinished (`--resume`) and leaves finished runs as
+they are, so a long batch survives a session's end; a budget larger than a run's (the script's default, or
+`--total-timesteps`) continues it from its checkpoint.
 With `--record`, each finished run (and one finished before) is recorded as `benchmark/results/<label>_seed<N>/`
 (`report.py --collect`), without shipping its weights: one set per script is shipped, chosen among the seeds. A
 record of the same run (same curve and eval) is left as it is, its note included.

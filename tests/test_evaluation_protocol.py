@@ -1,5 +1,5 @@
-"""The evaluation protocol (CONTRACT.md, section 5): every shipped file can be replayed on the deterministic env and with
-sticky actions, and DQN plays epsilon-greedy at 0.05.
+"""The evaluation protocol (CONTRACT.md, section 5): every shipped file can be replayed on the deterministic env and
+with sticky actions, and DQN plays epsilon-greedy at 0.05.
 
 - `make_env(..., sticky=p)` really plays with sticky actions: fed the same actions from the same seed, an env made
   with sticky 0.25 parts from one made with sticky 0 (and two made with sticky 0 never part).
