@@ -389,12 +389,18 @@ def dopamine_curve(file: str, agent: str) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) for r in rows]) for k in ("agent_steps", "runs", "mean", "min", "max")}
 
 
+def published(kind: str, env_id: str, sticky: float) -> list[dict]:
+    """The published curves or points (`kind`) of benchmark/anchors/anchors.json made on this env and sticky-action
+    probability."""
+    anchors = json.loads((ANCHORS / "anchors.json").read_text())[kind]
+    return [a for a in anchors if (a["env_id"], a["sticky"]) == (env_id, sticky)]
+
+
 def plot_protocol(name: str) -> Path:
     """Our mean-100 training curves on one protocol beside the published ones for it (benchmark/anchors/): with
     sticky actions the seeds at each script's defaults, on the deterministic game every run recorded on it."""
     plt = pyplot()
     env_id, sticky = PROTOCOLS[name]
-    anchors = json.loads((ANCHORS / "anchors.json").read_text())
     ours = protocol_groups(env_id, seeds_only=sticky > 0)
     with plt.rc_context({"font.size": 11}):
         fig, ax = plt.subplots(figsize=(9, 5))
@@ -407,14 +413,14 @@ def plot_protocol(name: str) -> Path:
             draw_median(ax, curves, COLOURS.get(stem, "black"), f"{label}: " +
                         (f"median of {len(curves)} seeds" if len(curves) > 1 else "1 run"),
                         ls=("-", "--", ":")[drawn[stem] % 3])
-        published = [c for c in anchors["curves"] if (c["env_id"], c["sticky"]) == (env_id, sticky)]
-        assert len(published) <= len(ANCHOR_COLOURS), "more published curves than colours for them"
-        for colour, c in zip(ANCHOR_COLOURS, published):
+        curves = published("curves", env_id, sticky)
+        assert len(curves) <= len(ANCHOR_COLOURS), "more published curves than colours for them"
+        for colour, c in zip(ANCHOR_COLOURS, curves):
             d = dopamine_curve(c["file"], c["agent"])
             ax.fill_between(d["agent_steps"] / 1e6, d["min"], d["max"], color=colour, alpha=0.12, lw=0)
             ax.plot(d["agent_steps"] / 1e6, d["mean"], color=colour, ls="--", lw=1.5,
                     label=f"{c['label']}: mean of {d['runs'].min():.0f} runs")
-        points = [p for p in anchors["points"] if (p["env_id"], p["sticky"]) == (env_id, sticky)]
+        points = published("points", env_id, sticky)
         for i, p in enumerate(points):  # points at one step side by side, 0.25M steps apart
             ax.errorbar(p["agent_steps"] / 1e6 + (i - (len(points) - 1) / 2) * 0.25, p["mean"], yerr=p["std"],
                         fmt="Ds^vPX"[i % 6], color="black", ms=6, capsize=3,
@@ -513,7 +519,6 @@ def anchor_table() -> list[str]:
     """Agent steps to each level of the mean-100 training return with sticky actions: each script's seeds at its
     defaults (the median seed, `over_seeds`) beside the published curves of benchmark/anchors/ (the first iteration
     whose mean over runs reaches the level) and their values at our budgets, then the published points."""
-    anchors = json.loads((ANCHORS / "anchors.json").read_text())
     env_id, sticky = PROTOCOLS["sticky"]
     lines = ["| agent | " + " | ".join(f"{level:+g}" for level in ANCHOR_LEVELS) + " | at the budget |",
              "|---|" + "---|" * (len(ANCHOR_LEVELS) + 1)]
@@ -531,19 +536,16 @@ def anchor_table() -> list[str]:
         final = np.median([mean_last(rows["episodic_return"])[-1] for rows in runs])
         lines.append(f"| `{stem}.py`, median of {len(runs)} seeds | " + " | ".join(cells) +
                      f" | {final:+.1f} at {budget / 1e6:.1f}M |")
-    for c in anchors["curves"]:
-        if (c["env_id"], c["sticky"]) != (env_id, sticky):
-            continue
+    for c in published("curves", env_id, sticky):
         d = dopamine_curve(c["file"], c["agent"])
         cells = [next((f"{s:,.0f} steps" for s, m in zip(d["agent_steps"], d["mean"]) if m >= level),
                       f"not by {d['agent_steps'][-1] / 1e6:g}M") for level in ANCHOR_LEVELS]
         at = ", ".join(f"{np.interp(b, d['agent_steps'], d['mean']):+.1f} at {b / 1e6:.1f}M" for b in sorted(set(
             round(b, -5) for b in budgets)))
         lines.append(f"| {c['label']}, mean of {d['runs'].min():.0f} runs | " + " | ".join(cells) + f" | {at} |")
-    for p in anchors["points"]:
-        if (p["env_id"], p["sticky"]) == (env_id, sticky):
-            lines.append(f"| {p['label']} | " + " | " * len(ANCHOR_LEVELS) +
-                         f"{p['mean']:.1f} ± {p['std']:.1f} at {p['agent_steps'] / 1e6:g}M |")
+    for p in published("points", env_id, sticky):
+        lines.append(f"| {p['label']} | " + " | " * len(ANCHOR_LEVELS) +
+                     f"{p['mean']:.1f} ± {p['std']:.1f} at {p['agent_steps'] / 1e6:g}M |")
     return lines
 
 

@@ -26,6 +26,8 @@ FIRST = 5
 # first five by at most 2.5e-4 so measured; a learning rate 1.2x the default moves most of them by 0.1-0.5
 # (test_a_one_flag_change_falls_outside_the_loss_tolerance).
 LOSS_TOL = 1e-2
+
+
 def recorded(key: str):
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     assert key in golden, f"nothing recorded for {key}: RECORD_BEHAVIOUR=1 pytest {__file__}"
@@ -72,8 +74,8 @@ def test_smoke_run_makes_the_recorded_first_losses_and_episodes(script, smoke_ru
         return record(f"smoke/{script}", observed)
     pinned = recorded(f"smoke/{script}")
     assert observed["episodes"] == pinned["episodes"], f"smoke/{script}: the episodes changed"
-    assert not loss_differences(observed["losses"], pinned["losses"]), loss_differences(observed["losses"],
-                                                                                          pinned["losses"])
+    differences = loss_differences(observed["losses"], pinned["losses"])
+    assert not differences, differences
 
 
 def test_a_one_flag_change_falls_outside_the_loss_tolerance(tmp_path):
