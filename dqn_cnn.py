@@ -13,16 +13,19 @@ is the seed's and the Nature paper's stack, so scores compare. Rewards are clipp
 `charts/episodic_return` and `progress.csv` report the true game score.
 
 Where it departs from the seed (the seed's setup stays reachable: `--env-id PongNoFrameskip-v4 --n-step 1
---train-frequency 1 --num-envs 1 --buffer-size 10000 --no-compile`):
+--train-frequency 1 --batch-size 32 --num-envs 1 --buffer-size 10000 --no-compile --no-bf16`; Nature's 32 samples
+every 4 agent steps at the seed's rate: `--batch-size 32 --train-frequency 4 --learning-rate 1e-4`):
 - `ALE/Pong-v5`: sticky actions (an action repeats with probability 0.25, Machado et al. 2018), so that the agent
   learns to play rather than to replay one memorised game; the seed, Nature and CleanRL play `PongNoFrameskip-v4`;
-- `--train-frequency 4` with `--num-envs 4`: one gradient step per 4 agent steps. On a CPU an update costs many
-  environment steps, and a *mean-100* of 19 needs a hundred good games after the policy is good: cheap in updates
-  only at a lower replay ratio;
+- `--batch-size 128 --train-frequency 16 --learning-rate 2e-4`: Nature's 8 replayed samples per agent step, in a
+  quarter of the gradient steps. On 2 CPU cores a batch of 128 costs about twice one of 32 (small batches leave the
+  cores idle), and the gradient step is most of the time; the learning rate grows with the square root of the
+  batch, a common rule for Adam;
+- `--num-envs 8`: one forward pass picks 8 actions, and ale-py steps the 8 games in C++ threads;
 - `--n-step 3`: 3-step returns carry Pong's sparse reward back 3x faster per update (Lapan ch. 8); 1 is Nature's;
-- `--buffer-size 50000`: at 4 agent steps per update the seed's 10k would hold a quarter of the updates' history
-  that it holds in the seed; 50k holds about the same;
-- `--compile`: `torch.compile` of the gradient step, where most of the time goes (benchmark/RESULTS.md);
+- `--buffer-size 50000`: 5x the seed's 10k, nearer Nature's 1M; stored once, its frames take 350 MB;
+- `--compile` and `--bf16`: `torch.compile` of the gradient step, where most of the time goes, its convolutions in
+  bfloat16 where the CPU or GPU computes in it (the Q-value head, the loss and Adam stay float32; benchmark/RESULTS.md);
 - the replay stores each 84x84 frame once and rebuilds the stacks when sampling: 8x less memory than stored pairs of
   stacks, the same samples. Under NextStep autoreset the step after an episode's end only resets that env: it is no
   agent step, and its transition is never sampled.
@@ -76,6 +79,9 @@ class Args:
     """set `torch.backends.cudnn.deterministic`"""
     compile: bool = True
     """`torch.compile` the gradient step (needs a C++ compiler on CPU; about 20 s to compile)"""
+    bf16: bool = True
+    """compute the gradient step in bfloat16 (`torch.autocast`) where the device has bf16 arithmetic (AVX512-BF16 or
+    AMX CPUs, Ampere or later GPUs), float32 elsewhere; the weights, acting and evaluation stay float32"""
     capture_video: bool = False
     """record the first evaluation episode to `<run-dir>/videos/`"""
     track: bool = False
@@ -99,11 +105,11 @@ class Args:
     target_return: Optional[float] = None
     """stop early once the mean of the last 100 episodic returns reaches this (the seed used 19)"""
 
-    num_envs: int = 4
+    num_envs: int = 8
     """parallel environments (ale-py's threaded C++ vector env)"""
     buffer_size: int = 50_000
     """replay capacity in transitions (frames stored once each)"""
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     """Adam learning rate"""
     gamma: float = 0.99
     """discount factor"""
@@ -113,7 +119,7 @@ class Args:
     """target network update rate (1: hard copy)"""
     target_network_frequency: int = 1000
     """agent steps between target network updates"""
-    batch_size: int = 32
+    batch_size: int = 128
     """transitions per gradient step"""
     start_e: float = 1.0
     """starting epsilon"""
@@ -123,7 +129,7 @@ class Args:
     """fraction of `--total-timesteps` over which epsilon falls from start to end"""
     learning_starts: int = 10_000
     """agent steps of random play before learning starts"""
-    train_frequency: int = 4
+    train_frequency: int = 16
     """agent steps per gradient step"""
 
 
@@ -183,7 +189,11 @@ class QNetwork(nn.Module):
             nn.Linear(512, num_actions))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.net(frames.float() / 255.0)
+        features = self.net[:-1](frames.float() / 255.0)
+        # The Q-value head in float32 even under bf16 autocast: bf16's 8-bit mantissa (0.4%) is coarser than the
+        # TD errors the values learn from.
+        with torch.autocast(frames.device.type, enabled=False):
+            return self.net[-1](features.float())
 
 
 def epsilon_greedy(q_network: QNetwork, obs: np.ndarray, epsilon: float, rng: np.random.Generator,
@@ -319,13 +329,15 @@ def td_loss(q_network: nn.Module, target_network: nn.Module, obs, actions, retur
 
 
 def gradient_step(q_network: nn.Module, target_network: nn.Module, optimizer: torch.optim.Optimizer,
-                  obs, actions, returns, discount, next_obs):
-    """One optimizer step on the TD loss of a batch; returns the loss and the mean Q-value of the actions taken."""
-    loss, q_taken = td_loss(q_network, target_network, obs, actions, returns, discount, next_obs)
+                  obs, actions, returns, discount, next_obs, bf16: bool = False):
+    """One optimizer step on the TD loss of a batch; returns the loss and the mean Q-value of the actions taken.
+    `bf16`: the networks' matrix products in bfloat16 (autocast), the loss, the gradients and Adam in float32."""
+    with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss, q_taken = td_loss(q_network, target_network, obs, actions, returns, discount, next_obs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.detach(), q_taken.detach().mean()
+    return loss.detach(), q_taken.detach().float().mean()
 
 
 def cpu_compile_blocker() -> Optional[str]:
@@ -357,6 +369,13 @@ def compiled(step, device: torch.device):
     return torch.compile(step)
 
 
+def bf16_arithmetic(device: torch.device) -> bool:
+    """Whether the device computes in bfloat16 natively; elsewhere autocast would emulate it, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def update_target(target_network: nn.Module, q_network: nn.Module, tau: float) -> None:
     """Move the target network's weights towards the Q-network's by `tau` (1: a hard copy)."""
     for tp, qp in zip(target_network.parameters(), q_network.parameters()):
@@ -375,6 +394,10 @@ def train(args: Args, envs, q_network: QNetwork, target_network: QNetwork, optim
     """Act epsilon-greedily, store in the replay, learn every `--train-frequency` agent steps; until the run stops.
     Returns the agent steps and gradient steps reached."""
     step_fn = compiled(gradient_step, device) if args.compile else gradient_step
+    bf16 = args.bf16 and bf16_arithmetic(device)
+    if args.bf16 and not bf16:
+        print(f"{SCRIPT}.py: --bf16: this {device.type.upper()} has no bfloat16 arithmetic (AVX512-BF16 or AMX): the "
+              "gradient step runs in float32 (slower); pass --no-bf16 to skip this line", flush=True)
     obs, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
     first, prev_done = np.ones(args.num_envs, bool), np.zeros(args.num_envs, bool)
     losses = {}
@@ -392,7 +415,7 @@ def train(args: Args, envs, q_network: QNetwork, target_network: QNetwork, optim
                 grad_steps += 1
                 batch = [torch.from_numpy(x).to(device) for x in replay.sample(args.batch_size, rng)]
                 losses["losses/td_loss"], losses["losses/q_values"] = step_fn(
-                    q_network, target_network, optimizer, *batch)
+                    q_network, target_network, optimizer, *batch, bf16=bf16)
             if crossed(step_before, global_step, args.target_network_frequency):
                 update_target(target_network, q_network, args.tau)
 

@@ -637,6 +637,13 @@ def throughput_table() -> list[str]:
     if "sps" in pg and "sps" in pg_env and pg.get("run") == pg_env.get("run"):
         lines += ["", f"pg_numpy.py's whole loop runs at {pg['sps'] / pg_env['sps']:.0%} of its env alone "
                   f"({pg['sps']:,.0f} against {pg_env['sps']:,.0f} agent steps/s, one run)."]
+    from throughput import DQN_DEFAULTS_BEFORE
+
+    now, before = cases.get("dqn_cnn_defaults", {}), cases.get("dqn_cnn_defaults_before", {})
+    if "sps" in now and "sps" in before and now.get("run") == before.get("run"):
+        lines += ["", f"dqn_cnn.py at its defaults against its previous defaults (32 samples every 4 agent steps, 4 "
+                  f"envs, float32: `{' '.join(DQN_DEFAULTS_BEFORE)}`): **{now['sps'] / before['sps']:.2f}x** "
+                  f"({before['sps']:,.0f} -> {now['sps']:,.0f} agent steps/s, one run)."]
     lines += ppo_ray_scaling(cases)
     for name, script in (("dqn_breakdown", "dqn_cnn.py"), ("ppo_mlp_breakdown", "ppo_mlp.py")):
         if "ms_per_agent_step" in cases.get(name, {}):

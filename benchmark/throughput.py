@@ -37,11 +37,16 @@ SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "ale-py==0.12.1", "
 # 32, 50k replay. The policy-gradient scripts run 10-20x faster, so they get runs long enough for a timing window
 # of several minutes: many rollout/update cycles, well past start-up (Ray's included).
 DQN_SETTINGS = ["--learning-starts", "1000", "--train-frequency", "4", "--batch-size", "32", "--buffer-size", "50000"]
+DQN_DEFAULTS_BEFORE = ["--num-envs", "4", "--batch-size", "32", "--train-frequency", "4", "--learning-rate", "1e-4",
+                       "--no-bf16"]
 DQN_STEPS, PG_STEPS = (25_000, 5_000), (400_000, 50_000)
 CASES = {
     "dqn_cnn": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1", "--no-compile"], *DQN_STEPS),
     "dqn_cnn_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "1"], *DQN_STEPS),
     "dqn_cnn_4envs_compiled": ("dqn_cnn.py", [*DQN_SETTINGS, "--num-envs", "4"], *DQN_STEPS),
+    # The defaults against those before bf16 and 128-sample batches (#23), each at its own settings.
+    "dqn_cnn_defaults": ("dqn_cnn.py", ["--learning-starts", "1000"], *DQN_STEPS),
+    "dqn_cnn_defaults_before": ("dqn_cnn.py", ["--learning-starts", "1000", *DQN_DEFAULTS_BEFORE], *DQN_STEPS),
     "pg_numpy": ("pg_numpy.py", [], *PG_STEPS),
     "ppo_mlp": ("ppo_mlp.py", [], *PG_STEPS),
     "ppo_ray_1worker": ("ppo_ray.py", ["--num-workers", "1"], *PG_STEPS),

@@ -29,7 +29,7 @@ SCRIPTS = sorted(p.name for p in ROOT.glob("*.py"))
 # Each budget lets at least one Pong episode end per env (a lost game is ~800-1300 agent steps) and learning run.
 SMOKE_FLAGS = {
     "dqn_cnn.py": ["--total-timesteps", "2400", "--num-envs", "2", "--buffer-size", "4000",
-                   "--learning-starts", "1000", "--no-compile", "--save-every", "1000",
+                   "--learning-starts", "1000", "--no-compile", "--no-bf16", "--save-every", "1000",
                    "--exploration-fraction", "0.5"],  # epsilon ends mid-run: recomputed from a resume's larger
                                                       # total it would jump back up
     "pg_numpy.py": ["--total-timesteps", "4000", "--num-envs", "2", "--batch-episodes", "1",

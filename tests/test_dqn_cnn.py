@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import dqn_cnn
 from conftest import ROOT, run_script
@@ -151,10 +152,34 @@ def test_without_a_vector_instruction_set_the_step_runs_uncompiled_with_one_line
     assert len(out) == 1 and "no vector instruction set" in out[0], out
 
 
+def test_bf16_step_keeps_float32_weights_and_q_values_and_follows_the_float32_step():
+    torch.manual_seed(0)
+    nets = [dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)]
+    copies = [copy.deepcopy(nets) for _ in range(2)]
+    g = torch.Generator().manual_seed(1)
+    obs, next_obs = (torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8, generator=g) for _ in range(2))
+    batch = (obs, torch.randint(0, 6, (16,), generator=g), torch.randn(16, generator=g), torch.rand(16, generator=g),
+             next_obs)
+    results = []
+    for (q, target), bf16 in zip(copies, (False, True)):
+        results.append(dqn_cnn.gradient_step(q, target, torch.optim.Adam(q.parameters(), lr=1e-4), *batch, bf16=bf16))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            assert q(obs).dtype == torch.float32  # the head stays float32 under autocast
+        assert all(p.dtype == torch.float32 for p in q.parameters())
+    (loss32, mean_q32), (loss16, mean_q16) = results
+    # bf16 keeps 8 bits of mantissa: 0.4% per rounding, a few percent after the layers compound it.
+    torch.testing.assert_close(loss16, loss32, rtol=5e-2, atol=0)
+    torch.testing.assert_close(mean_q16, mean_q32, rtol=5e-2, atol=1e-3)
+    grads = [torch.cat([p.grad.flatten() for p in q.parameters()]) for q, _ in copies]
+    assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+
+
 @pytest.mark.skipif(dqn_cnn.cpu_compile_blocker() is not None,
                     reason=f"torch.compile on this CPU {dqn_cnn.cpu_compile_blocker()}")
-def test_compiled_gradient_step_matches_the_eager_step():
-    # --compile is the default, but every run in the tests passes --no-compile: this is the compiled step's check.
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_compiled_gradient_step_matches_the_eager_step(bf16):
+    # --compile and --bf16 are the defaults, but every run in the tests passes --no-compile --no-bf16: this is the
+    # compiled step's check.
     torch.manual_seed(0)
     eager = (dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6))
     compiled = tuple(copy.deepcopy(net) for net in eager)
@@ -165,8 +190,15 @@ def test_compiled_gradient_step_matches_the_eager_step():
         obs, next_obs = (torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g) for _ in range(2))
         batch = (obs, torch.randint(0, 6, (8,), generator=g), torch.randn(8, generator=g),
                  torch.rand(8, generator=g), next_obs)
-        expected = dqn_cnn.gradient_step(*setups[0], *batch)
-        got = step(*setups[1], *batch)
+        expected = dqn_cnn.gradient_step(*setups[0], *batch, bf16=bf16)
+        got = step(*setups[1], *batch, bf16=bf16)
+        if bf16:  # inductor rounds to bf16 at other points than eager does: the step's direction must agree
+            torch.testing.assert_close(got, expected, rtol=2e-2, atol=1e-4)
+            grads = [torch.cat([p.grad.flatten() for p in net.parameters()]) for net in (eager[0], compiled[0])]
+            assert F.cosine_similarity(*grads, dim=0) > 0.99
+            # Adam moves each weight by about the learning rate whatever its gradient's size.
+            torch.testing.assert_close(compiled[0].state_dict(), eager[0].state_dict(), rtol=0, atol=3e-4)
+            continue
         # Not bit-equal: inductor's fused kernels sum floats in another order (gradients differ by ~1e-8), and
         # Adam's division by sqrt(v) magnifies that on near-zero gradients (weights seen up to 1.6e-6 apart).
         tol = {"rtol": 1e-4, "atol": 1e-5}
