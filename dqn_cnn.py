@@ -13,19 +13,21 @@ is the seed's and the Nature paper's stack, so scores compare. Rewards are clipp
 `charts/episodic_return` and `progress.csv` report the true game score.
 
 Where it departs from the seed (the seed's setup stays reachable: `--env-id PongNoFrameskip-v4 --n-step 1
---train-frequency 1 --batch-size 32 --num-envs 1 --buffer-size 10000 --no-compile --no-bf16`; Nature's 32 samples
+--train-frequency 1 --batch-size 32 --learning-rate 1e-4 --num-envs 1 --buffer-size 10000 --no-compile
+--no-bf16`; Nature's 32 samples
 every 4 agent steps at the seed's rate: `--batch-size 32 --train-frequency 4 --learning-rate 1e-4`):
 - `ALE/Pong-v5`: sticky actions (an action repeats with probability 0.25, Machado et al. 2018), so that the agent
   learns to play rather than to replay one memorised game; the seed, Nature and CleanRL play `PongNoFrameskip-v4`;
 - `--batch-size 128 --train-frequency 16 --learning-rate 2e-4`: Nature's 8 replayed samples per agent step, in a
-  quarter of the gradient steps. On 2 CPU cores a batch of 128 costs about twice one of 32 (small batches leave the
-  cores idle), and the gradient step is most of the time; the learning rate grows with the square root of the
+  quarter of the gradient steps. On 2 CPU cores one batch of 128 costs far less than four of 32 (small batches leave
+  the cores idle), and the gradient step is most of the time; the learning rate grows with the square root of the
   batch, a common rule for Adam;
 - `--num-envs 8`: one forward pass picks 8 actions, and ale-py steps the 8 games in C++ threads;
 - `--n-step 3`: 3-step returns carry Pong's sparse reward back 3x faster per update (Lapan ch. 8); 1 is Nature's;
 - `--buffer-size 50000`: 5x the seed's 10k, nearer Nature's 1M; stored once, its frames take 350 MB;
-- `--compile` and `--bf16`: `torch.compile` of the gradient step, where most of the time goes, its convolutions in
-  bfloat16 where the CPU or GPU computes in it (the Q-value head, the loss and Adam stay float32; benchmark/RESULTS.md);
+- `--compile` and `--bf16`: `torch.compile` of the gradient step, where most of the time goes, its convolutions and
+  hidden layer in bfloat16 where the CPU or GPU computes in it (the Q-value head, the loss, the weights, their
+  gradients and Adam stay float32; acting and evaluation compute in float32; benchmark/RESULTS.md);
 - the replay stores each 84x84 frame once and rebuilds the stacks when sampling: 8x less memory than stored pairs of
   stacks, the same samples. Under NextStep autoreset the step after an episode's end only resets that env: it is no
   agent step, and its transition is never sampled.
@@ -331,7 +333,8 @@ def td_loss(q_network: nn.Module, target_network: nn.Module, obs, actions, retur
 def gradient_step(q_network: nn.Module, target_network: nn.Module, optimizer: torch.optim.Optimizer,
                   obs, actions, returns, discount, next_obs, bf16: bool = False):
     """One optimizer step on the TD loss of a batch; returns the loss and the mean Q-value of the actions taken.
-    `bf16`: the networks' matrix products in bfloat16 (autocast), the loss, the gradients and Adam in float32."""
+    `bf16`: the layers before the Q-value head in bfloat16 (autocast); the head, the loss, the weights' gradients and
+    Adam in float32."""
     with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss, q_taken = td_loss(q_network, target_network, obs, actions, returns, discount, next_obs)
     optimizer.zero_grad(set_to_none=True)
@@ -369,11 +372,14 @@ def compiled(step, device: torch.device):
     return torch.compile(step)
 
 
+BF16_HARDWARE = {"cpu": "AVX512-BF16 or AMX", "cuda": "Ampere or later"}
+
+
 def bf16_arithmetic(device: torch.device) -> bool:
     """Whether the device computes in bfloat16 natively; elsewhere autocast would emulate it, slower than float32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def update_target(target_network: nn.Module, q_network: nn.Module, tau: float) -> None:
@@ -396,8 +402,9 @@ def train(args: Args, envs, q_network: QNetwork, target_network: QNetwork, optim
     step_fn = compiled(gradient_step, device) if args.compile else gradient_step
     bf16 = args.bf16 and bf16_arithmetic(device)
     if args.bf16 and not bf16:
-        print(f"{SCRIPT}.py: --bf16: this {device.type.upper()} has no bfloat16 arithmetic (AVX512-BF16 or AMX): the "
-              "gradient step runs in float32 (slower); pass --no-bf16 to skip this line", flush=True)
+        print(f"{SCRIPT}.py: --bf16: this {device.type.upper()} has no bfloat16 arithmetic "
+              f"({BF16_HARDWARE.get(device.type, 'none known')}): the gradient step runs in float32 (slower); pass "
+              "--no-bf16 to skip this line", flush=True)
     obs, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
     first, prev_done = np.ones(args.num_envs, bool), np.zeros(args.num_envs, bool)
     losses = {}
@@ -547,6 +554,8 @@ def main(args: Args) -> None:
     epsilon_schedule = LinearSchedule(0, args.start_e, args.exploration_fraction * planned, args.end_e)
     global_step, grad_steps = 0, 0
     if ckpt is not None:
+        if "bf16" not in ckpt["args"]:  # a run begun before --bf16 existed goes on in float32, as it began
+            args.bf16 = False
         q_network.load_state_dict(ckpt["model"])
         target_network.load_state_dict(ckpt["target_model"])
         optimizer.load_state_dict(ckpt["optimizer"])

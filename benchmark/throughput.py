@@ -36,7 +36,8 @@ SB3_PACKAGES = ["torch==2.13.0", "stable-baselines3==2.9.2", "ale-py==0.12.1", "
 # name -> (script, flags, agent steps, warm-up steps). DQN cases share SB3's settings: train frequency 4, batch
 # 32, 50k replay. The policy-gradient scripts run 10-20x faster, so they get runs long enough for a timing window
 # of several minutes: many rollout/update cycles, well past start-up (Ray's included).
-DQN_SETTINGS = ["--learning-starts", "1000", "--train-frequency", "4", "--batch-size", "32", "--buffer-size", "50000"]
+DQN_SETTINGS = ["--learning-starts", "1000", "--train-frequency", "4", "--batch-size", "32", "--buffer-size", "50000",
+                "--no-bf16"]
 DQN_DEFAULTS_BEFORE = ["--num-envs", "4", "--batch-size", "32", "--train-frequency", "4", "--learning-rate", "1e-4",
                        "--no-bf16"]
 DQN_STEPS, PG_STEPS = (25_000, 5_000), (400_000, 50_000)
