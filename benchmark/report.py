@@ -650,6 +650,11 @@ def throughput_table() -> list[str]:
             ms = cases[name]["ms_per_agent_step"]
             lines += ["", f"Where {script}'s time goes, ms per agent step ({cases[name]['setting']}): " +
                       ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + f". Measured {cases[name]['run']}."]
+    steps = cases.get("dqn_gradient_steps", {}).get("ms_per_gradient_step")
+    if steps:
+        lines += ["", "dqn_cnn.py's compiled gradient step, ms per step (per 32 samples): " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.1f} ({v * 32 / int(k.split('_')[1]):.1f})" for k, v in steps.items()) +
+            f". Measured {cases['dqn_gradient_steps']['run']}."]
     if "ms" in cases.get("ppo_ray_breakdown", {}):
         lines += ["", *scaling_model(cases["ppo_ray_breakdown"])]
     return lines

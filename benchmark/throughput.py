@@ -259,6 +259,30 @@ def dqn_breakdown(repeats: int = 200) -> dict:
     return {"ms_per_agent_step": ms, "setting": "one env; learn and replay_sample are one gradient step / 4"}
 
 
+def dqn_gradient_steps(repeats: int = 40) -> dict:
+    """Milliseconds per compiled gradient step of dqn_cnn.py for batches of 32 and 128, in float32 and bf16 (where
+    the CPU has bf16 arithmetic): what a batch of 128 every 16 agent steps saves over 32 every 4."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import dqn_cnn
+
+    torch.manual_seed(0)
+    q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
+    optimizer = torch.optim.Adam(q.parameters(), lr=1e-4)
+    step = torch.compile(dqn_cnn.gradient_step)
+    precisions = [False, True] if dqn_cnn.bf16_arithmetic(torch.device("cpu")) else [False]
+    ms = {}
+    for batch_size in (32, 128):
+        frames = torch.randint(0, 256, (2, batch_size, 4, 84, 84), dtype=torch.uint8)
+        batch = (frames[0], torch.randint(0, 6, (batch_size,)), torch.randn(batch_size), torch.rand(batch_size),
+                 frames[1])
+        for bf16 in precisions:
+            ms[f"batch_{batch_size}_{'bf16' if bf16 else 'float32'}"] = timed(
+                lambda: step(q, target, optimizer, *batch, bf16=bf16), repeats * 32 // batch_size)
+    return {"ms_per_gradient_step": ms, "setting": "torch.compile'd gradient_step, default threads"}
+
+
 def ppo_mlp_breakdown(rollouts: int = 20) -> dict:
     """Milliseconds per agent step that ppo_mlp.py at its defaults spends stepping its 8 games, making the
     difference frames, acting (one forward pass for 8 frames) and updating (advantages and 4 epochs over each
@@ -319,7 +343,7 @@ def ppo_mlp_breakdown(rollouts: int = 20) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", help="cases to run: env (= env_1 env_4 env_raw_4 env_pg_8), sb3_dqn, "
-                   "breakdown (= dqn_breakdown ppo_mlp_breakdown ppo_ray_breakdown), "
+                   "breakdown (= dqn_breakdown dqn_gradient_steps ppo_mlp_breakdown ppo_ray_breakdown), "
                    "seed_ray (= seed_ray_1actor seed_ray_2actors), "
                    + ", ".join(CASES))
     p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
@@ -354,6 +378,8 @@ def main() -> None:
             record(name, fn)
     if wanted & {"breakdown", "dqn_breakdown"}:
         record("dqn_breakdown", dqn_breakdown)
+    if wanted & {"breakdown", "dqn_gradient_steps"}:
+        record("dqn_gradient_steps", dqn_gradient_steps)
     if wanted & {"breakdown", "ppo_mlp_breakdown"}:
         record("ppo_mlp_breakdown", ppo_mlp_breakdown)
     if wanted & {"breakdown", "ppo_ray_breakdown"}:
