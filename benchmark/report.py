@@ -534,7 +534,8 @@ def anchor_table() -> list[str]:
                    for level in ANCHOR_LEVELS]
         cells = [f"{r[0]:,} steps" if r else f"not by {budget / 1e6:.1f}M" for r in medians]
         final = np.median([mean_last(rows["episodic_return"])[-1] for rows in runs])
-        lines.append(f"| `{stem}.py`, median of {len(runs)} seeds | " + " | ".join(cells) +
+        over = f"median of {len(runs)} seeds" if len(runs) > 1 else f"seed {seed_of(records[0].name)} only"
+        lines.append(f"| `{stem}.py`, {over} | " + " | ".join(cells) +
                      f" | {final:+.1f} at {budget / 1e6:.1f}M |")
     for c in published("curves", env_id, sticky):
         d = dopamine_curve(c["file"], c["agent"])
