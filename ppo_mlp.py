@@ -9,7 +9,7 @@ Usage: `python ppo_mlp.py` (`--help` for the flags); the reported scores, comman
 
 Preprocessing is Karpathy's, not the DeepMind stack: an MLP has no convolutions and no frame stack, so the
 difference of two binary 80x80 images (crop rows 35..194, every second pixel, both court colours erased, paddles
-and ball 1) is what shows it the ball's motion. ale-py's threaded vector env gives raw 210x160 grayscale screens
+and ball 1) is what shows it the ball's motion; `--num-differences K` shows the last K, the newest first. ale-py's threaded vector env gives raw 210x160 grayscale screens
 with 30 random no-ops and FIRE on reset. The first layer is computed from the non-zero pixels only
 (`F.embedding_bag`; the same function as `nn.Linear`, tested): a difference frame has a few dozen of 6400.
 
@@ -57,7 +57,8 @@ import tyro
 
 SCRIPT = "ppo_mlp"
 CHECKPOINT = "checkpoint.pt"
-RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden")  # what a checkpoint's model and games need
+# what a checkpoint's model and games need
+RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden", "num_differences")
 
 
 @dataclass
@@ -105,6 +106,8 @@ class Args:
     """screen rows 35..crop-bottom-1 are kept, every second one: 195 gives 80x80 (Karpathy), 185 the seed's 75x80"""
     hidden: int = 512
     """ReLU units of the one hidden layer (the seed's 512; Karpathy's network has 200)"""
+    num_differences: int = 1
+    """difference frames the policy sees, the newest first (the seed: 1); 2 or more show how the motion changes"""
     num_envs: int = 8
     """parallel environments (ale-py's threaded C++ vector env)"""
     num_steps: int = 128
@@ -142,6 +145,7 @@ class Args:
 def check_args(args: Args) -> None:
     check_run_args(args)
     need(args.hidden > 0, "--hidden", "at least 1", args.hidden)
+    need(args.num_differences > 0, "--num-differences", "at least 1", args.num_differences)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.num_steps > 0, "--num-steps", "at least 1", args.num_steps)
     batch = args.num_envs * args.num_steps
@@ -186,8 +190,8 @@ def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float]
         reward_clipping=False, autoreset_mode="NextStep"))
 
 
-def num_inputs(crop_bottom: int) -> int:
-    return len(range(CROP_TOP, crop_bottom, 2)) * 80
+def num_inputs(crop_bottom: int, num_differences: int = 1) -> int:
+    return len(range(CROP_TOP, crop_bottom, 2)) * 80 * num_differences
 
 
 def preprocess(screens: np.ndarray, crop_bottom: int = 195,
@@ -204,25 +208,31 @@ def preprocess(screens: np.ndarray, crop_bottom: int = 195,
 
 
 class DifferenceFrames:
-    """The policy's input per env: this image minus the previous one; an episode's first image stands alone."""
+    """The policy's input per env: this image minus the previous one, then the `num_differences` - 1 differences
+    before it; an episode's first image stands alone, and differences from before the episode are 0."""
 
-    def __init__(self, num_envs: int, crop_bottom: int, background: tuple[int, int] = BACKGROUND_GRAY):
+    def __init__(self, num_envs: int, crop_bottom: int, background: tuple[int, int] = BACKGROUND_GRAY,
+                 num_differences: int = 1):
         self.crop_bottom, self.background = crop_bottom, background
-        self.prev = np.zeros((num_envs, num_inputs(crop_bottom)), np.int8)
-        self.diff = torch.zeros((num_envs, num_inputs(crop_bottom)), dtype=torch.int8)
+        self.pixels = num_inputs(crop_bottom)
+        self.prev = np.zeros((num_envs, self.pixels), np.int8)
+        self.diff = torch.zeros((num_envs, self.pixels * num_differences), dtype=torch.int8)
         self._diff = self.diff.numpy()  # shares memory: written in place, no new tensor per step
 
     def __call__(self, screens: np.ndarray, new_episode: np.ndarray) -> torch.Tensor:
         image = preprocess(screens, self.crop_bottom, self.background)
         self.prev[new_episode] = 0
-        np.subtract(image, self.prev, out=self._diff)
+        if self._diff.shape[1] > self.pixels:  # older differences move one block on (NumPy copies overlaps safely)
+            self._diff[:, self.pixels:] = self._diff[:, :-self.pixels]
+            self._diff[new_episode, self.pixels:] = 0
+        np.subtract(image, self.prev, out=self._diff[:, :self.pixels])
         self.prev = image
         return self.diff
 
 
 # ---------------------------------------------------------------------------- model
 class Agent(nn.Module):
-    """MLP: difference frame -> `--hidden` ReLU units -> logits for UP/DOWN, and a value head on the same layer.
+    """MLP: difference frames -> `--hidden` ReLU units -> logits for UP/DOWN, and a value head on the same layer.
 
     The first layer is an `nn.Linear(inputs, hidden)` stored input-major (`w1[p]` is pixel p's weights) and
     computed from the non-zero pixels only; `hidden` equals `relu(x @ w1 + b1)` up to float rounding.
@@ -390,14 +400,14 @@ def train(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, lr_schedul
           global_step: int, iteration: int, device: torch.device) -> tuple[int, int]:
     """Roll out `--num-steps` vector steps, compute advantages, run the PPO epochs; until the run stops.
     Returns the agent steps and iterations reached."""
-    N, T, inputs = args.num_envs, args.num_steps, num_inputs(args.crop_bottom)
+    N, T, inputs = args.num_envs, args.num_steps, num_inputs(args.crop_bottom, args.num_differences)
     obs = torch.zeros((T, N, inputs), dtype=torch.int8, device=device)
     actions = torch.zeros((T, N), dtype=torch.long, device=device)
     logprobs, values, rewards = (torch.zeros((T, N), device=device) for _ in range(3))
     terminated, dones, played = (torch.zeros((T, N), dtype=torch.bool, device=device) for _ in range(3))
     envs = make_env(args.env_id, N, args.frameskip)
     screens, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
-    frames = DifferenceFrames(N, args.crop_bottom)
+    frames = DifferenceFrames(N, args.crop_bottom, num_differences=args.num_differences)
     x = frames(screens[:, 0], np.ones(N, bool)).to(device)
     prev_done = np.zeros(N, bool)
     while run.going(global_step):
@@ -471,6 +481,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
     a = ckpt["args"]
     a.setdefault("hidden", len(ckpt["model"]["b1"]))  # written before the width was a flag: its weights' width
+    a.setdefault("num_differences", 1)  # written before the flag: one difference, all there was
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p
@@ -485,8 +496,9 @@ def pick_device(want_cuda: bool) -> torch.device:
 def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     """`--eval-checkpoint`: play the saved weights on the env and with the preprocessing they were trained with."""
     ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
-    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in ("env_id", "frameskip", "crop_bottom", "hidden")}})
-    agent = Agent(num_inputs(trained.crop_bottom), trained.hidden).to(device)
+    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in
+                                         ("env_id", "frameskip", "crop_bottom", "hidden", "num_differences")}})
+    agent = Agent(num_inputs(trained.crop_bottom, trained.num_differences), trained.hidden).to(device)
     agent.load_state_dict(ckpt["model"])
     sticky = eval_sticky(args, trained.env_id)
     out_dir = new_run_dir(args, trained.env_id, "-eval")
@@ -503,7 +515,7 @@ def evaluate(agent: Agent, args: Args, sticky: float, episodes: int, seed: int, 
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
     envs = make_env(args.env_id, num_envs, args.frameskip, sticky)
     screens, _ = envs.reset(seed=seed)
-    frames = DifferenceFrames(num_envs, args.crop_bottom)
+    frames = DifferenceFrames(num_envs, args.crop_bottom, num_differences=args.num_differences)
     x = frames(screens[:, 0], np.ones(num_envs, bool))
     returns, ep_return, prev_done = [], np.zeros(num_envs), np.zeros(num_envs, bool)
     while (quota > 0).any():
@@ -530,7 +542,7 @@ def record_video(agent: Agent, args: Args, seed: int, device: torch.device, vide
     env = gym.make(args.env_id, render_mode="rgb_array", frameskip=args.frameskip)
     video_dir.mkdir(parents=True, exist_ok=True)
     screen, _ = env.reset(seed=seed)
-    frames = DifferenceFrames(1, args.crop_bottom, BACKGROUND_RED)
+    frames = DifferenceFrames(1, args.crop_bottom, BACKGROUND_RED, args.num_differences)
     x = frames(screen[None, ..., 0], np.ones(1, bool))
     writer = cv2.VideoWriter(str(video_dir / "eval-episode-0.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15,
                              (screen.shape[1], screen.shape[0]))
@@ -558,7 +570,7 @@ def main(args: Args) -> None:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    agent = Agent(num_inputs(args.crop_bottom), args.hidden).to(device)
+    agent = Agent(num_inputs(args.crop_bottom, args.num_differences), args.hidden).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     lr_schedule = lr_schedule_for(args.learning_rate, args.total_timesteps, args.anneal_lr)
     global_step, iteration = 0, 0

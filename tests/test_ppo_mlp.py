@@ -96,6 +96,25 @@ def test_difference_frames_first_image_stands_alone_then_differences():
     assert second.dtype == torch.int8
 
 
+def test_stacked_differences_put_the_newest_first_and_start_empty_each_episode():
+    frames = ppo.DifferenceFrames(2, 195, num_differences=3)
+    screens = np.full((3, 2, 210, 160), ppo.BACKGROUND_GRAY[0], np.uint8)
+    for i in range(3):
+        screens[i, :, 35 + 2 * i, 0] = 236  # a pixel moving down one image row per step
+    first = frames(screens[0], np.ones(2, bool)).clone()
+    second = frames(screens[1], np.zeros(2, bool)).clone()
+    third = frames(screens[2], np.array([False, True])).clone()  # env 1 starts a new episode
+    assert first.shape == (2, 3 * 6400) and first.dtype == torch.int8
+    assert first[:, 6400:].abs().sum() == 0
+    assert torch.equal(second[:, 6400:12800], first[:, :6400]) and second[:, 12800:].abs().sum() == 0
+    assert torch.equal(third[0, 6400:], second[0, :12800])  # the older two moved one block on
+    assert third[0, 160] == 1 and third[0, 80] == -1 and third[0, :6400].abs().sum() == 2
+    assert third[1, 160] == 1 and third[1].abs().sum() == 1  # a new episode: its image alone, no history
+    one = ppo.DifferenceFrames(2, 195)
+    one(screens[0], np.ones(2, bool))
+    assert torch.equal(one(screens[1], np.zeros(2, bool)), second[:, :6400])  # the first block is the one-frame input
+
+
 # ---------------------------------------------------------------------------- model
 def test_sparse_first_layer_is_the_dense_linear_layer():
     torch.manual_seed(0)
@@ -264,15 +283,16 @@ def test_eval_checkpoint_rejects_a_dqn_checkpoint(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_of_another_hidden_width_evaluates_and_resumes_only_at_its_own_width(tmp_path):
+def test_a_run_of_another_width_and_input_evaluates_and_resumes_only_as_it_was_made(tmp_path):
     run_dir = tmp_path / "narrow"
-    trained = run_script(ROOT / "ppo_mlp.py", *smoke_flags("ppo_mlp.py"), "--hidden", "16",
+    trained = run_script(ROOT / "ppo_mlp.py", *smoke_flags("ppo_mlp.py"), "--hidden", "16", "--num-differences", "2",
                          "--run-dir", str(run_dir))
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert len(torch.load(run_dir / "final_model.pt", weights_only=True)["model"]["b1"]) == 16
+    model = torch.load(run_dir / "final_model.pt", weights_only=True)["model"]
+    assert model["w1"].shape == (2 * 6400, 16)
     played = run_script(ROOT / "ppo_mlp.py", "--eval-checkpoint", str(run_dir), "--eval-episodes", "1",
                         "--run-dir", str(tmp_path / "eval"))
     assert played.returncode == 0, played.stderr[-3000:]
-    wider = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), "--hidden", "32",
-                       "--total-timesteps", "9000")
-    assert_one_line_error(wider, "--hidden")
+    for flag, other in (("--hidden", "32"), ("--num-differences", "1")):
+        resumed = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), flag, other, "--total-timesteps", "9000")
+        assert_one_line_error(resumed, flag)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHIPPED, load_script, saved_args, script_of
+from conftest import ROOT, SHIPPED, load_script, script_of
 
 # Flags that say where a run writes, how it is watched, when it stops early or how it is replayed, never what it
 # learns: a reported run is the bare command plus `--seed` and these.
@@ -48,10 +48,12 @@ def test_no_archive_is_tracked():
 
 @pytest.mark.parametrize("weights", SHIPPED, ids=[w.name for w in SHIPPED])
 def test_a_shipped_file_was_made_at_its_scripts_defaults(weights):
-    """Its saved settings are the script's defaults but for run-control flags, so `python <script> --seed N` remakes
-    it; its run dir, if any, is relative to the repository."""
-    saved = saved_args(weights)
-    defaults = asdict(load_script(script_of(weights)).Args())
+    """Its saved settings, as its script reads them (a flag added later reads as the value the run had), are the
+    script's defaults but for run-control flags, so `python <script> --seed N` remakes it; its run dir, if any, is
+    relative to the repository."""
+    script = load_script(script_of(weights))
+    saved = script.load_checkpoint(str(weights), "--eval-checkpoint")[0]["args"]
+    defaults = asdict(script.Args())
     differ = {k: (saved.get(k), defaults.get(k)) for k in set(saved) | set(defaults)
               if k not in RUN_CONTROL and saved.get(k, "missing") != defaults.get(k, "missing")}
     assert not differ, f"saved, default: {differ}"
