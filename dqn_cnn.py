@@ -31,6 +31,7 @@ every 4 agent steps at the seed's rate: `--batch-size 32 --train-frequency 4 --l
 - the replay stores each 84x84 frame once and rebuilds the stacks when sampling: 8x less memory than stored pairs of
   stacks, the same samples. Under NextStep autoreset the step after an episode's end only resets that env: it is no
   agent step, and its transition is never sampled.
+Off by default, for probes (`benchmark/probes/`): `--double-q`, the Double DQN target (van Hasselt et al. 2016).
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ class Args:
     """discount factor"""
     n_step: int = 3
     """length of the multi-step return (1: the Nature DQN target)"""
+    double_q: bool = False
+    """the Double DQN target: the online network picks the next action, the target network values it (Nature: the
+    target network's max)"""
     tau: float = 1.0
     """target network update rate (1: hard copy)"""
     target_network_frequency: int = 1000
@@ -322,21 +326,29 @@ def step_and_store(envs, replay: FrameReplay, obs: np.ndarray, actions: np.ndarr
 
 
 # ---------------------------------------------------------------------------- learning
-def td_loss(q_network: nn.Module, target_network: nn.Module, obs, actions, returns, discount, next_obs):
-    """Mean squared TD error against the frozen target network: r + gamma^n * max_a' Q_target(s', a')."""
+def td_loss(q_network: nn.Module, target_network: nn.Module, obs, actions, returns, discount, next_obs,
+            double_q: bool = False):
+    """Mean squared TD error against the frozen target network: r + gamma^n * max_a' Q_target(s', a') (Nature), or
+    with `double_q` r + gamma^n * Q_target(s', argmax_a' Q(s', a')) (Double DQN, van Hasselt et al. 2016): the
+    online network picks the next action and the target network values it, so one network's noise is not maxed."""
     with torch.no_grad():
-        target = returns + discount * target_network(next_obs).max(dim=1).values
+        next_q = target_network(next_obs)
+        if double_q:
+            next_value = next_q.gather(1, q_network(next_obs).argmax(dim=1, keepdim=True)).squeeze(1)
+        else:
+            next_value = next_q.max(dim=1).values
+        target = returns + discount * next_value
     q_taken = q_network(obs).gather(1, actions[:, None]).squeeze(1)
     return F.mse_loss(q_taken, target), q_taken
 
 
 def gradient_step(q_network: nn.Module, target_network: nn.Module, optimizer: torch.optim.Optimizer,
-                  obs, actions, returns, discount, next_obs, bf16: bool = False):
+                  obs, actions, returns, discount, next_obs, bf16: bool = False, double_q: bool = False):
     """One optimizer step on the TD loss of a batch; returns the loss and the mean Q-value of the actions taken.
     `bf16`: the layers before the Q-value head in bfloat16 (autocast); the head, the loss, the weights' gradients and
     Adam in float32."""
     with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss, q_taken = td_loss(q_network, target_network, obs, actions, returns, discount, next_obs)
+        loss, q_taken = td_loss(q_network, target_network, obs, actions, returns, discount, next_obs, double_q)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -422,7 +434,7 @@ def train(args: Args, envs, q_network: QNetwork, target_network: QNetwork, optim
                 grad_steps += 1
                 batch = [torch.from_numpy(x).to(device) for x in replay.sample(args.batch_size, rng)]
                 losses["losses/td_loss"], losses["losses/q_values"] = step_fn(
-                    q_network, target_network, optimizer, *batch, bf16=bf16)
+                    q_network, target_network, optimizer, *batch, bf16=bf16, double_q=args.double_q)
             if crossed(step_before, global_step, args.target_network_frequency):
                 update_target(target_network, q_network, args.tau)
 
@@ -459,6 +471,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
     ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
+    ckpt["args"].setdefault("double_q", False)  # written before the flag: the Nature target, all there was
     return ckpt, p
 
 

@@ -136,6 +136,25 @@ def test_td_loss_matches_the_formula_and_leaves_the_target_network_untouched():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in q.parameters())
 
 
+def test_double_q_target_values_the_online_networks_choice_with_the_target_network():
+    torch.manual_seed(0)
+    q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
+    obs, next_obs = torch.randint(0, 256, (2, 16, 4, 84, 84), dtype=torch.uint8)
+    actions, returns, discount = torch.randint(0, 6, (16,)), torch.randn(16), torch.rand(16)
+    with torch.no_grad():
+        picked = q(next_obs).argmax(1)
+        expected_target = returns + discount * target(next_obs)[torch.arange(16), picked]
+        expected = ((q(obs)[torch.arange(16), actions] - expected_target) ** 2).mean()
+        nature = dqn_cnn.td_loss(q, target, obs, actions, returns, discount, next_obs)[0]
+    assert (picked != target(next_obs).argmax(1)).any()  # the two targets differ on this batch
+    double = dqn_cnn.td_loss(q, target, obs, actions, returns, discount, next_obs, double_q=True)[0]
+    assert double.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert double.item() != pytest.approx(nature.item(), rel=1e-3)
+    target.load_state_dict(q.state_dict())  # one network: both targets are its max
+    same = [dqn_cnn.td_loss(q, target, obs, actions, returns, discount, next_obs, double_q=d)[0] for d in (False, True)]
+    assert same[0].item() == pytest.approx(same[1].item(), rel=1e-6)
+
+
 def test_without_a_cxx_compiler_the_step_runs_uncompiled_with_one_line_saying_so(monkeypatch, capsys):
     monkeypatch.setattr(dqn_cnn.shutil, "which", lambda name: None)
     assert dqn_cnn.compiled(dqn_cnn.gradient_step, torch.device("cpu")) is dqn_cnn.gradient_step
