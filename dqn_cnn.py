@@ -119,8 +119,8 @@ class Args:
     n_step: int = 3
     """length of the multi-step return (1: the Nature DQN target)"""
     double_q: bool = False
-    """the Double DQN target: the online network picks the next action, the target network values it (Nature: the
-    target network's max)"""
+    """the Double DQN target: the online network picks the next action, the target network values it (off: the
+    target network's max, as Nature)"""
     tau: float = 1.0
     """target network update rate (1: hard copy)"""
     target_network_frequency: int = 1000

@@ -9,8 +9,8 @@ Usage: `python ppo_mlp.py` (`--help` for the flags); the reported scores, comman
 
 Preprocessing is Karpathy's, not the DeepMind stack: an MLP has no convolutions and no frame stack, so the
 difference of two binary 80x80 images (crop rows 35..194, every second pixel, both court colours erased, paddles
-and ball 1) is what shows it the ball's motion; `--num-differences K` shows the last K, the newest first. ale-py's threaded vector env gives raw 210x160 grayscale screens
-with 30 random no-ops and FIRE on reset. The first layer is computed from the non-zero pixels only
+and ball 1) is what shows it the ball's motion (`--num-differences K`: the last K, the newest first). ale-py's
+threaded vector env gives raw 210x160 grayscale screens with 30 random no-ops and FIRE on reset. The first layer is computed from the non-zero pixels only
 (`F.embedding_bag`; the same function as `nn.Linear`, tested): a difference frame has a few dozen of 6400.
 
 Where it departs from the seed (the seed's run is roughly `--env-id PongNoFrameskip-v4 --advantages point-returns
@@ -481,7 +481,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
     a = ckpt["args"]
     a.setdefault("hidden", len(ckpt["model"]["b1"]))  # written before the width was a flag: its weights' width
-    a.setdefault("num_differences", 1)  # written before the flag: one difference, all there was
+    a.setdefault("num_differences", len(ckpt["model"]["w1"]) // num_inputs(a["crop_bottom"]))  # written before the flag
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p

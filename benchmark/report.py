@@ -505,7 +505,7 @@ def seeds_table() -> list[str]:
                 evaluated = own_eval(RESULTS / name) if (RESULTS / name / "eval.json").exists() else "-"
                 lines.append(f"| {seed_of(name)} | " + " | ".join(cells) +
                              f" | {mean_last(rows['episodic_return'])[-1]:.2f} | {evaluated} |")
-            for stat in ("median", "min", "max"):
+            for stat in ("median", "min", "max") if len(runs) > 1 else ():
                 cells = [over_seeds(reached[level], stat) for level in levels]
                 lines.append(f"| {stat} | " + " | ".join(cells) + " | | |")
             lines.append("")

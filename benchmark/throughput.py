@@ -270,7 +270,6 @@ def dqn_gradient_steps(repeats: int = 40) -> dict:
     torch.manual_seed(0)
     q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
     optimizer = torch.optim.Adam(q.parameters(), lr=1e-4)
-    step = torch.compile(dqn_cnn.gradient_step)
     precisions = [False, True] if dqn_cnn.bf16_arithmetic(torch.device("cpu")) else [False]
     ms = {}
     for batch_size in (32, 128):
@@ -278,9 +277,12 @@ def dqn_gradient_steps(repeats: int = 40) -> dict:
         batch = (frames[0], torch.randint(0, 6, (batch_size,)), torch.randn(batch_size), torch.rand(batch_size),
                  frames[1])
         for bf16 in precisions:
+            torch._dynamo.reset()  # each case its own static-shape graph, as a training run compiles it
+            step = torch.compile(dqn_cnn.gradient_step)
             ms[f"batch_{batch_size}_{'bf16' if bf16 else 'float32'}"] = timed(
-                lambda: step(q, target, optimizer, *batch, bf16=bf16), repeats * 32 // batch_size)
-    return {"ms_per_gradient_step": ms, "setting": "torch.compile'd gradient_step, default threads"}
+                lambda: step(q, target, optimizer, *batch, bf16=bf16), repeats)
+    return {"ms_per_gradient_step": ms, "setting": "torch.compile'd gradient_step, compiled anew per case, "
+                                                   "default threads"}
 
 
 def ppo_mlp_breakdown(rollouts: int = 20) -> dict:

@@ -153,6 +153,14 @@ def test_double_q_target_values_the_online_networks_choice_with_the_target_netwo
     target.load_state_dict(q.state_dict())  # one network: both targets are its max
     same = [dqn_cnn.td_loss(q, target, obs, actions, returns, discount, next_obs, double_q=d)[0] for d in (False, True)]
     assert same[0].item() == pytest.approx(same[1].item(), rel=1e-6)
+    target.load_state_dict(dqn_cnn.QNetwork(6).state_dict())  # two networks again: the step must pass the flag on
+    with torch.no_grad():
+        double, nature = (dqn_cnn.td_loss(q, target, obs, actions, returns, discount, next_obs, double_q=d)[0]
+                          for d in (True, False))
+    assert double.item() != pytest.approx(nature.item(), rel=1e-3)
+    stepped = dqn_cnn.gradient_step(q, target, torch.optim.Adam(q.parameters()), obs, actions, returns, discount,
+                                    next_obs, double_q=True)[0]  # the loss before its update
+    assert stepped.item() == pytest.approx(double.item(), rel=1e-5)
 
 
 def test_without_a_cxx_compiler_the_step_runs_uncompiled_with_one_line_saying_so(monkeypatch, capsys):
