@@ -10,8 +10,9 @@ Usage: `python ppo_mlp.py` (`--help` for the flags); the reported scores, comman
 Preprocessing is Karpathy's, not the DeepMind stack: an MLP has no convolutions and no frame stack, so the
 difference of two binary 80x80 images (crop rows 35..194, every second pixel, both court colours erased, paddles
 and ball 1) is what shows it the ball's motion (`--num-differences K`: the last K, the newest first). ale-py's
-threaded vector env gives raw 210x160 grayscale screens with 30 random no-ops and FIRE on reset. The first layer is computed from the non-zero pixels only
-(`F.embedding_bag`; the same function as `nn.Linear`, tested): a difference frame has a few dozen of 6400.
+threaded vector env gives raw 210x160 grayscale screens with 30 random no-ops and FIRE on reset. The first layer is
+computed from the non-zero pixels only (`F.embedding_bag`; the same function as `nn.Linear`, tested): a difference
+frame has a few dozen of 6400.
 
 Where it departs from the seed (the seed's run is roughly `--env-id PongNoFrameskip-v4 --advantages point-returns
 --no-norm-adv --ent-coef 0 --learning-rate 1e-3 --no-anneal-lr --max-grad-norm 0 --update-epochs 5 --num-envs 1

@@ -208,7 +208,8 @@ def test_bf16_step_keeps_float32_weights_and_q_values_and_follows_the_float32_st
 def test_without_bf16_arithmetic_the_step_runs_in_float32_with_one_line_saying_so(monkeypatch, capsys):
     monkeypatch.setattr(dqn_cnn, "bf16_arithmetic", lambda device: False)
     seen = []
-    monkeypatch.setattr(dqn_cnn, "gradient_step", lambda *batch, bf16, double_q: seen.append(bf16) or (torch.tensor(0.0),) * 2)
+    monkeypatch.setattr(dqn_cnn, "gradient_step",
+                        lambda *batch, bf16, double_q: seen.append(bf16) or (torch.tensor(0.0),) * 2)
 
     class Run:  # enough of RunLog for one pass of the loop: a gradient step, then stop
         start_step = 0
