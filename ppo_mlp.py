@@ -217,7 +217,7 @@ class DifferenceFrames:
         self.crop_bottom, self.background = crop_bottom, background
         self.pixels = num_inputs(crop_bottom)
         self.prev = np.zeros((num_envs, self.pixels), np.int8)
-        self.diff = torch.zeros((num_envs, self.pixels * num_differences), dtype=torch.int8)
+        self.diff = torch.zeros((num_envs, num_inputs(crop_bottom, num_differences)), dtype=torch.int8)
         self._diff = self.diff.numpy()  # shares memory: written in place, no new tensor per step
 
     def __call__(self, screens: np.ndarray, new_episode: np.ndarray) -> torch.Tensor:

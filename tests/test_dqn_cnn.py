@@ -28,6 +28,13 @@ def fill_with_random_pong(replay: dqn_cnn.FrameReplay, steps: int, num_envs: int
     return stacks
 
 
+def random_td_batch(size: int, generator: torch.Generator) -> tuple:
+    """A TD batch as the replay hands it out: (obs, actions, returns, discount, next_obs), random, uint8 frames."""
+    obs, next_obs = (torch.randint(0, 256, (size, 4, 84, 84), dtype=torch.uint8, generator=generator) for _ in range(2))
+    return (obs, torch.randint(0, 6, (size,), generator=generator), torch.randn(size, generator=generator),
+            torch.rand(size, generator=generator), next_obs)
+
+
 ROWS, STEPS = 2500, 3000  # the buffer wraps: rows 0..499 hold steps 2500..2999
 
 
@@ -122,10 +129,7 @@ def test_resume_cut_keeps_n_step_targets_inside_the_stored_game():
 def test_td_loss_matches_the_formula_and_leaves_the_target_network_untouched():
     torch.manual_seed(0)
     q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
-    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
-    next_obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
-    actions = torch.randint(0, 6, (8,))
-    returns, discount = torch.randn(8), torch.rand(8)
+    obs, actions, returns, discount, next_obs = random_td_batch(8, torch.Generator().manual_seed(1))
     loss, _ = dqn_cnn.td_loss(q, target, obs, actions, returns, discount, next_obs)
     with torch.no_grad():
         expected_target = returns + discount * target(next_obs).max(1).values
@@ -139,8 +143,7 @@ def test_td_loss_matches_the_formula_and_leaves_the_target_network_untouched():
 def test_double_q_target_values_the_online_networks_choice_with_the_target_network():
     torch.manual_seed(0)
     q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
-    obs, next_obs = torch.randint(0, 256, (2, 16, 4, 84, 84), dtype=torch.uint8)
-    actions, returns, discount = torch.randint(0, 6, (16,)), torch.randn(16), torch.rand(16)
+    obs, actions, returns, discount, next_obs = random_td_batch(16, torch.Generator().manual_seed(1))
     with torch.no_grad():
         picked = q(next_obs).argmax(1)
         expected_target = returns + discount * target(next_obs)[torch.arange(16), picked]
@@ -183,10 +186,8 @@ def test_bf16_step_keeps_float32_weights_and_q_values_and_follows_the_float32_st
     torch.manual_seed(0)
     nets = [dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)]
     copies = [copy.deepcopy(nets) for _ in range(2)]
-    g = torch.Generator().manual_seed(1)
-    obs, next_obs = (torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8, generator=g) for _ in range(2))
-    batch = (obs, torch.randint(0, 6, (16,), generator=g), torch.randn(16, generator=g), torch.rand(16, generator=g),
-             next_obs)
+    batch = random_td_batch(16, torch.Generator().manual_seed(1))
+    obs = batch[0]
     results, hidden_dtypes = [], []
     for (q, target), bf16 in zip(copies, (False, True)):
         hook = q.net[-2].register_forward_hook(lambda module, inputs, out: hidden_dtypes.append(out.dtype))
@@ -238,7 +239,16 @@ def test_without_bf16_arithmetic_the_step_runs_in_float32_with_one_line_saying_s
                   dqn_cnn.LinearSchedule(0, 1.0, 1, 1.0), np.random.default_rng(0), Run(), 16, 0, torch.device("cpu"))
     envs.close()
     out = capsys.readouterr().out.strip().splitlines()
-    assert seen and set(seen) == {False} and len(out) == 1 and "no bfloat16 arithmetic" in out[0] and "--no-bf16" in out[0], out
+    assert seen and set(seen) == {False}, seen
+    assert len(out) == 1 and "no bfloat16 arithmetic" in out[0] and "--no-bf16" in out[0], out
+
+
+def test_a_checkpoint_from_before_the_bf16_and_double_q_flags_reads_as_float32_with_the_nature_target(tmp_path):
+    args = {k: v for k, v in vars(dqn_cnn.Args()).items() if k not in ("bf16", "double_q")}
+    torch.save({"script": "dqn_cnn", "args": args, "num_actions": 6, "model": dqn_cnn.QNetwork(6).state_dict()},
+               tmp_path / "old.pt")
+    ckpt, _ = dqn_cnn.load_checkpoint(str(tmp_path / "old.pt"), "--eval-checkpoint")
+    assert ckpt["args"]["bf16"] is False and ckpt["args"]["double_q"] is False
 
 
 @pytest.mark.skipif(dqn_cnn.cpu_compile_blocker() is not None,
@@ -255,9 +265,7 @@ def test_compiled_gradient_step_matches_the_eager_step(bf16):
     g = torch.Generator().manual_seed(1)
     start = copy.deepcopy(eager[0].state_dict())
     for _ in range(2):  # the second step runs Adam with state, and would see gradients left over by the first
-        obs, next_obs = (torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=g) for _ in range(2))
-        batch = (obs, torch.randint(0, 6, (8,), generator=g), torch.randn(8, generator=g),
-                 torch.rand(8, generator=g), next_obs)
+        batch = random_td_batch(8, g)
         expected = dqn_cnn.gradient_step(*setups[0], *batch, bf16=bf16)
         got = step(*setups[1], *batch, bf16=bf16)
         if bf16:  # inductor rounds to bf16 at other points than eager does: the step's direction must agree
