@@ -64,8 +64,6 @@ import tyro
 SCRIPT = "dqn_cnn"
 CHECKPOINT = "checkpoint.pt"
 RESUME_MUST_MATCH = ("env_id", "num_envs", "buffer_size", "n_step")  # what the stored replay depends on
-# A checkpoint written before one of these flags existed ran with this value: float32, the Nature target.
-FLAGS_ADDED_LATER = {"bf16": False, "double_q": False}
 
 
 @dataclass
@@ -473,8 +471,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
     ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
-    for name, value in FLAGS_ADDED_LATER.items():
-        ckpt["args"].setdefault(name, value)
+    ckpt["args"].setdefault("double_q", False)  # written before the flag: the Nature target, all there was
     return ckpt, p
 
 
@@ -570,7 +567,7 @@ def main(args: Args) -> None:
     epsilon_schedule = LinearSchedule(0, args.start_e, args.exploration_fraction * planned, args.end_e)
     global_step, grad_steps = 0, 0
     if ckpt is not None:
-        if not ckpt["args"]["bf16"]:  # a run begun in float32 goes on in float32
+        if "bf16" not in ckpt["args"]:  # a run begun before --bf16 existed goes on in float32, as it began
             args.bf16 = False
         q_network.load_state_dict(ckpt["model"])
         target_network.load_state_dict(ckpt["target_model"])

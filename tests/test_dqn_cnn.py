@@ -243,12 +243,12 @@ def test_without_bf16_arithmetic_the_step_runs_in_float32_with_one_line_saying_s
     assert len(out) == 1 and "no bfloat16 arithmetic" in out[0] and "--no-bf16" in out[0], out
 
 
-def test_a_checkpoint_from_before_the_bf16_and_double_q_flags_reads_as_float32_with_the_nature_target(tmp_path):
-    args = {k: v for k, v in vars(dqn_cnn.Args()).items() if k not in ("bf16", "double_q")}
+def test_a_checkpoint_from_before_the_double_q_flag_reads_as_the_nature_target(tmp_path):
+    args = {k: v for k, v in vars(dqn_cnn.Args()).items() if k != "double_q"}
     torch.save({"script": "dqn_cnn", "args": args, "num_actions": 6, "model": dqn_cnn.QNetwork(6).state_dict()},
                tmp_path / "old.pt")
     ckpt, _ = dqn_cnn.load_checkpoint(str(tmp_path / "old.pt"), "--eval-checkpoint")
-    assert ckpt["args"]["bf16"] is False and ckpt["args"]["double_q"] is False
+    assert ckpt["args"]["double_q"] is False
 
 
 @pytest.mark.skipif(dqn_cnn.cpu_compile_blocker() is not None,
