@@ -59,7 +59,7 @@ import tyro
 SCRIPT = "ppo_mlp"
 CHECKPOINT = "checkpoint.pt"
 # what a checkpoint's model and games need
-RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden", "num_differences")
+RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden", "hidden_layers", "num_differences")
 
 
 @dataclass
@@ -106,7 +106,9 @@ class Args:
     crop_bottom: int = 195
     """screen rows 35..crop-bottom-1 are kept, every second one: 195 gives 80x80 (Karpathy), 185 the seed's 75x80"""
     hidden: int = 512
-    """ReLU units of the one hidden layer (the seed's 512; Karpathy's network has 200)"""
+    """ReLU units of each hidden layer (the seed's 512; Karpathy's network has 200)"""
+    hidden_layers: int = 1
+    """hidden layers of `--hidden` ReLU units (the seed: 1); the policy and value heads share them"""
     num_differences: int = 1
     """difference frames the policy sees, the newest first (the seed: 1); 2 or more show how the motion changes"""
     num_envs: int = 8
@@ -146,6 +148,7 @@ class Args:
 def check_args(args: Args) -> None:
     check_run_args(args)
     need(args.hidden > 0, "--hidden", "at least 1", args.hidden)
+    need(args.hidden_layers > 0, "--hidden-layers", "at least 1", args.hidden_layers)
     need(args.num_differences > 0, "--num-differences", "at least 1", args.num_differences)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.num_steps > 0, "--num-steps", "at least 1", args.num_steps)
@@ -233,16 +236,23 @@ class DifferenceFrames:
 
 # ---------------------------------------------------------------------------- model
 class Agent(nn.Module):
-    """MLP: difference frames -> `--hidden` ReLU units -> logits for UP/DOWN, and a value head on the same layer.
+    """MLP: difference frames -> `hidden_layers` layers of `hidden` ReLU units -> logits for UP/DOWN, and a value
+    head on the same last layer.
 
     The first layer is an `nn.Linear(inputs, hidden)` stored input-major (`w1[p]` is pixel p's weights) and
-    computed from the non-zero pixels only; `hidden` equals `relu(x @ w1 + b1)` up to float rounding.
+    computed from the non-zero pixels only: it equals `relu(x @ w1 + b1)` up to float rounding.
     """
 
-    def __init__(self, inputs: int, hidden: int = 512, num_actions: int = 2):
+    def __init__(self, inputs: int, hidden: int = 512, num_actions: int = 2, hidden_layers: int = 1):
         super().__init__()
         self.w1 = nn.Parameter(torch.randn(inputs, hidden) / math.sqrt(inputs))  # Karpathy's Xavier init
         self.b1 = nn.Parameter(torch.zeros(hidden))
+        self.deeper = nn.Sequential()  # empty at the seed's one layer, so its checkpoints' keys are unchanged
+        for _ in range(hidden_layers - 1):
+            layer = nn.Linear(hidden, hidden)
+            nn.init.orthogonal_(layer.weight, math.sqrt(2))  # CleanRL's init for ReLU layers
+            nn.init.zeros_(layer.bias)
+            self.deeper.extend([layer, nn.ReLU()])
         self.actor = nn.Linear(hidden, num_actions)
         self.critic = nn.Linear(hidden, 1)
         nn.init.orthogonal_(self.actor.weight, 0.01)  # CleanRL: a near-uniform first policy
@@ -255,12 +265,16 @@ class Agent(nn.Module):
         counts = torch.bincount(rows, minlength=len(x))
         h = F.embedding_bag(cols, self.w1, counts.cumsum(0) - counts, mode="sum",
                             per_sample_weights=x[rows, cols].to(self.w1.dtype))
-        return F.relu(h + self.b1)
+        return self.deeper(F.relu(h + self.b1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, actions), values (B,)) for int8 difference frames (B, inputs)."""
         h = self.hidden(x)
         return self.actor(h), self.critic(h).squeeze(1)
+
+
+def make_agent(args: Args) -> Agent:
+    return Agent(num_inputs(args.crop_bottom, args.num_differences), args.hidden, hidden_layers=args.hidden_layers)
 
 
 def act(agent: Agent, x: torch.Tensor, deterministic: bool = False):
@@ -483,6 +497,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     a = ckpt["args"]
     a.setdefault("hidden", len(ckpt["model"]["b1"]))  # written before the width was a flag: its weights' width
     a.setdefault("num_differences", len(ckpt["model"]["w1"]) // num_inputs(a["crop_bottom"]))  # written before the flag
+    a.setdefault("hidden_layers", 1)  # written before the flag: one layer
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p
@@ -497,9 +512,8 @@ def pick_device(want_cuda: bool) -> torch.device:
 def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     """`--eval-checkpoint`: play the saved weights on the env and with the preprocessing they were trained with."""
     ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
-    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in
-                                         ("env_id", "frameskip", "crop_bottom", "hidden", "num_differences")}})
-    agent = Agent(num_inputs(trained.crop_bottom, trained.num_differences), trained.hidden).to(device)
+    trained = Args(**{**asdict(args), **{k: ckpt["args"][k] for k in RESUME_MUST_MATCH}})
+    agent = make_agent(trained).to(device)
     agent.load_state_dict(ckpt["model"])
     sticky = eval_sticky(args, trained.env_id)
     out_dir = new_run_dir(args, trained.env_id, "-eval")
@@ -571,7 +585,7 @@ def main(args: Args) -> None:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    agent = Agent(num_inputs(args.crop_bottom, args.num_differences), args.hidden).to(device)
+    agent = make_agent(args).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     lr_schedule = lr_schedule_for(args.learning_rate, args.total_timesteps, args.anneal_lr)
     global_step, iteration = 0, 0

@@ -157,7 +157,7 @@ BAD_INPUT = {
     "ppo_mlp.py": [(["--num-envs", "0"], "--num-envs"),
                    (["--num-minibatches", "3"], "--num-minibatches"),  # 8 x 128 = 1024 is not a multiple of 3
                    (["--clip-coef", "0"], "--clip-coef"), (["--update-epochs", "0"], "--update-epochs"),
-                   (["--env-id", "ALE/Breakout-v5"], "--env-id")],
+                   (["--hidden-layers", "0"], "--hidden-layers"), (["--env-id", "ALE/Breakout-v5"], "--env-id")],
 }
 BAD_INPUT_CASES = [(script, flags, flag) for script in SCRIPTS
                    for flags, flag in BAD_INPUT["every script"] + BAD_INPUT.get(script, [])]

@@ -115,6 +115,17 @@ def test_stacked_differences_put_the_newest_first_and_start_empty_each_episode()
 
 
 # ---------------------------------------------------------------------------- model
+def test_a_second_hidden_layer_is_a_relu_layer_on_the_first():
+    torch.manual_seed(0)
+    agent = ppo.Agent(6400, hidden=8, hidden_layers=2)
+    x = sparse_frames(4)
+    first = torch.relu(x.float() @ agent.w1 + agent.b1)
+    layer = agent.deeper[0]
+    torch.testing.assert_close(agent.hidden(x), torch.relu(first @ layer.weight.T + layer.bias), rtol=1e-5, atol=1e-6)
+    assert list(ppo.Agent(6400, hidden=8).state_dict()) == ["w1", "b1", "actor.weight", "actor.bias",
+                                                            "critic.weight", "critic.bias"]  # the seed's keys
+
+
 def test_sparse_first_layer_is_the_dense_linear_layer():
     torch.manual_seed(0)
     agent = ppo.Agent(6400)
@@ -282,16 +293,16 @@ def test_eval_checkpoint_rejects_a_dqn_checkpoint(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_of_another_width_and_input_evaluates_and_resumes_only_as_it_was_made(tmp_path):
+def test_a_run_of_another_shape_and_input_evaluates_and_resumes_only_as_it_was_made(tmp_path):
     run_dir = tmp_path / "narrow"
-    trained = run_script(ROOT / "ppo_mlp.py", *smoke_flags("ppo_mlp.py"), "--hidden", "16", "--num-differences", "2",
-                         "--run-dir", str(run_dir))
+    trained = run_script(ROOT / "ppo_mlp.py", *smoke_flags("ppo_mlp.py"), "--hidden", "16", "--hidden-layers", "2",
+                         "--num-differences", "2", "--run-dir", str(run_dir))
     assert trained.returncode == 0, trained.stderr[-3000:]
     model = torch.load(run_dir / "final_model.pt", weights_only=True)["model"]
-    assert model["w1"].shape == (2 * 6400, 16)
+    assert model["w1"].shape == (2 * 6400, 16) and model["deeper.0.weight"].shape == (16, 16)
     played = run_script(ROOT / "ppo_mlp.py", "--eval-checkpoint", str(run_dir), "--eval-episodes", "1",
                         "--run-dir", str(tmp_path / "eval"))
     assert played.returncode == 0, played.stderr[-3000:]
-    for flag, other in (("--hidden", "32"), ("--num-differences", "1")):
+    for flag, other in (("--hidden", "32"), ("--hidden-layers", "1"), ("--num-differences", "1")):
         resumed = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), flag, other, "--total-timesteps", "9000")
         assert_one_line_error(resumed, flag)
