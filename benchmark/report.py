@@ -692,12 +692,13 @@ def main() -> None:
     p.add_argument("--evaluate", nargs="+", default=[], metavar="NAME",
                    help="records whose shipped weights to play under the evaluation protocol first")
     p.add_argument("--probe", nargs="+", metavar="ARG", help="only plot a probe: its folder, a title, then "
-                   "LABEL=progress.csv pairs; writes <folder>/curves.png, nothing else")
+                   "LABEL=progress.csv pairs; writes <folder>/curves.png with its script's goals, nothing else")
     a = p.parse_args()
     if a.probe:
         folder, title, *pairs = a.probe
         runs = {label: read_rows(Path(csv_path)) for label, csv_path in (pair.split("=", 1) for pair in pairs)}
-        print(f"wrote {plot_curves(runs, title, 'curves', Path(folder))}")
+        stem = stem_of(Path(folder).name)  # a probe folder is named after its script: draw that script's goals
+        print(f"wrote {plot_curves(runs, title, 'curves', Path(folder), stems=[stem] if stem else [])}")
         return
     if a.collect:
         collect(a.collect, a.name or a.collect.name, a.note, a.float16)

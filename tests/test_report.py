@@ -162,3 +162,15 @@ def test_a_run_collected_inside_the_repository_is_recorded_with_relative_paths(t
     (tmp_path / "checkpoints").mkdir()
     report.ship_seed("ppo_ray_seed2")  # finds the run by its relative run_dir, whatever the working directory
     assert (tmp_path / "checkpoints" / "ppo_ray.pt").read_bytes() == b"weights"
+
+
+def test_a_probe_figure_draws_the_goals_of_the_script_its_folder_is_named_after(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(report, "plot_curves", lambda runs, title, name, folder, stems: drawn.update(
+        labels=list(runs), folder=folder, stems=stems) or folder / f"{name}.png")
+    csv_path = tmp_path / "progress.csv"
+    csv_path.write_text("global_step,episode,episodic_return,episodic_length,wall_time_s,sps\n1000,1,-21.0,900,1.0,1000\n")
+    for folder, stems in (("ppo_mlp_depth", ["ppo_mlp"]), ("elsewhere", [])):
+        monkeypatch.setattr(sys, "argv", ["report.py", "--probe", str(tmp_path / folder), "a title", f"one={csv_path}"])
+        report.main()
+        assert drawn == {"labels": ["one"], "folder": tmp_path / folder, "stems": stems}
