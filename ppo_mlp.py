@@ -29,6 +29,8 @@ Where it departs from the seed (the seed's run is roughly `--env-id PongNoFrames
 - `--torch-threads 1`: the sparse per-step ops are slower with a second thread beside the env's threads.
 Under NextStep autoreset the step after an episode's end only resets that env: it is no agent step, is left
 out of the loss, and GAE does not carry advantages across it.
+Off by default, for probes (`benchmark/probes/`): `--hidden-layers 2`, `--num-differences 2`, `--separate-critic`
+(the value head on its own layers; the seed had none).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ import tyro
 SCRIPT = "ppo_mlp"
 CHECKPOINT = "checkpoint.pt"
 # what a checkpoint's model and games need
-RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden", "hidden_layers", "num_differences")
+RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden", "hidden_layers", "num_differences",
+                     "separate_critic")
 
 
 @dataclass
@@ -109,6 +112,9 @@ class Args:
     """ReLU units of each hidden layer (the seed's 512; Karpathy's network has 200)"""
     hidden_layers: int = 1
     """hidden layers of `--hidden` ReLU units (the seed: 1); the policy and value heads share them"""
+    separate_critic: bool = False
+    """the value head on its own hidden layers, of the same shapes (off: one trunk for both, as CleanRL's Atari
+    PPO; the seed had no value head)"""
     num_differences: int = 1
     """difference frames the policy sees, the newest first (the seed: 1); 2 or more show how the motion changes"""
     num_envs: int = 8
@@ -237,22 +243,23 @@ class DifferenceFrames:
 # ---------------------------------------------------------------------------- model
 class Agent(nn.Module):
     """MLP: difference frames -> `hidden_layers` layers of `hidden` ReLU units -> logits for UP/DOWN, and a value
-    head on the same last layer.
+    head on the same last layer (`separate_critic`: on a second stack of layers of the same shapes, its own).
 
     The first layer is an `nn.Linear(inputs, hidden)` stored input-major (`w1[p]` is pixel p's weights) and
     computed from the non-zero pixels only: it equals `relu(x @ w1 + b1)` up to float rounding.
     """
 
-    def __init__(self, inputs: int, hidden: int = 512, num_actions: int = 2, hidden_layers: int = 1):
+    def __init__(self, inputs: int, hidden: int = 512, num_actions: int = 2, hidden_layers: int = 1,
+                 separate_critic: bool = False):
         super().__init__()
         self.w1 = nn.Parameter(torch.randn(inputs, hidden) / math.sqrt(inputs))  # Karpathy's Xavier init
         self.b1 = nn.Parameter(torch.zeros(hidden))
-        self.deeper = nn.Sequential()  # empty at the seed's one layer, so its checkpoints' keys are unchanged
-        for _ in range(hidden_layers - 1):
-            layer = nn.Linear(hidden, hidden)
-            nn.init.orthogonal_(layer.weight, math.sqrt(2))  # CleanRL's init for ReLU layers
-            nn.init.zeros_(layer.bias)
-            self.deeper.extend([layer, nn.ReLU()])
+        self.deeper = deeper_layers(hidden, hidden_layers)  # empty at the seed's one layer: its checkpoints' keys
+        self.separate_critic = separate_critic
+        if separate_critic:  # the value's own layers, so that its regression does not shape the policy's features
+            self.critic_w1 = nn.Parameter(torch.randn(inputs, hidden) / math.sqrt(inputs))
+            self.critic_b1 = nn.Parameter(torch.zeros(hidden))
+            self.critic_deeper = deeper_layers(hidden, hidden_layers)
         self.actor = nn.Linear(hidden, num_actions)
         self.critic = nn.Linear(hidden, 1)
         nn.init.orthogonal_(self.actor.weight, 0.01)  # CleanRL: a near-uniform first policy
@@ -260,21 +267,45 @@ class Agent(nn.Module):
         nn.init.orthogonal_(self.critic.weight, 1.0)
         nn.init.zeros_(self.critic.bias)
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _bags(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pixel indices, bag offsets, pixel values) of a batch's non-zero pixels, for `F.embedding_bag`."""
         rows, cols = x.nonzero(as_tuple=True)  # row-major: each row's pixels are contiguous, as bags need
         counts = torch.bincount(rows, minlength=len(x))
-        h = F.embedding_bag(cols, self.w1, counts.cumsum(0) - counts, mode="sum",
-                            per_sample_weights=x[rows, cols].to(self.w1.dtype))
-        return self.deeper(F.relu(h + self.b1))
+        return cols, counts.cumsum(0) - counts, x[rows, cols]
+
+    @staticmethod
+    def _layers(bags: tuple, w1: torch.Tensor, b1: torch.Tensor, deeper: nn.Module) -> torch.Tensor:
+        cols, offsets, values = bags
+        h = F.embedding_bag(cols, w1, offsets, mode="sum", per_sample_weights=values.to(w1.dtype))
+        return deeper(F.relu(h + b1))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The policy's last hidden layer (and, unless `separate_critic`, the value's)."""
+        return self._layers(self._bags(x), self.w1, self.b1, self.deeper)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, actions), values (B,)) for int8 difference frames (B, inputs)."""
-        h = self.hidden(x)
-        return self.actor(h), self.critic(h).squeeze(1)
+        bags = self._bags(x)
+        h = self._layers(bags, self.w1, self.b1, self.deeper)
+        hc = self._layers(bags, self.critic_w1, self.critic_b1, self.critic_deeper) if self.separate_critic else h
+        return self.actor(h), self.critic(hc).squeeze(1)
+
+
+def deeper_layers(hidden: int, hidden_layers: int) -> nn.Sequential:
+    """The layers after the first: `hidden_layers - 1` ReLU layers of `hidden` units, CleanRL's init."""
+    layers = nn.Sequential()
+    for _ in range(hidden_layers - 1):
+        layer = nn.Linear(hidden, hidden)
+        nn.init.orthogonal_(layer.weight, math.sqrt(2))  # CleanRL's init for ReLU layers
+        nn.init.zeros_(layer.bias)
+        layers.extend([layer, nn.ReLU()])
+    return layers
 
 
 def make_agent(args: Args) -> Agent:
-    return Agent(num_inputs(args.crop_bottom, args.num_differences), args.hidden, hidden_layers=args.hidden_layers)
+    return Agent(num_inputs(args.crop_bottom, args.num_differences), args.hidden, hidden_layers=args.hidden_layers,
+                 separate_critic=args.separate_critic)
 
 
 def act(agent: Agent, x: torch.Tensor, deterministic: bool = False):
@@ -498,6 +529,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     a.setdefault("hidden", len(ckpt["model"]["b1"]))  # written before the width was a flag: its weights' width
     a.setdefault("num_differences", len(ckpt["model"]["w1"]) // num_inputs(a["crop_bottom"]))  # written before the flag
     a.setdefault("hidden_layers", 1)  # written before the flag: one layer
+    a.setdefault("separate_critic", False)  # written before the flag: one trunk
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
     return ckpt, p

@@ -126,6 +126,19 @@ def test_a_second_hidden_layer_is_a_relu_layer_on_the_first():
                                                             "critic.weight", "critic.bias"]  # the seed's keys
 
 
+def test_a_separate_critic_has_its_own_layers_and_leaves_the_policys_alone():
+    torch.manual_seed(0)
+    agent = ppo.Agent(6400, hidden=8, separate_critic=True)
+    x = sparse_frames(4)
+    logits, values = agent(x)
+    critic_hidden = torch.relu(x.float() @ agent.critic_w1 + agent.critic_b1)
+    torch.testing.assert_close(values, (critic_hidden @ agent.critic.weight.T + agent.critic.bias).squeeze(1),
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits, agent.actor(agent.hidden(x)), rtol=1e-5, atol=1e-6)
+    values.sum().backward()
+    assert agent.w1.grad is None and agent.critic_w1.grad.abs().sum() > 0  # the value shapes only its own layer
+
+
 def test_sparse_first_layer_is_the_dense_linear_layer():
     torch.manual_seed(0)
     agent = ppo.Agent(6400)
