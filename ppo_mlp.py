@@ -252,13 +252,11 @@ class Agent(nn.Module):
     def __init__(self, inputs: int, hidden: int = 512, num_actions: int = 2, hidden_layers: int = 1,
                  separate_critic: bool = False):
         super().__init__()
-        self.w1 = nn.Parameter(torch.randn(inputs, hidden) / math.sqrt(inputs))  # Karpathy's Xavier init
-        self.b1 = nn.Parameter(torch.zeros(hidden))
+        self.w1, self.b1 = first_layer(inputs, hidden)
         self.deeper = deeper_layers(hidden, hidden_layers)  # empty at the seed's one layer: its checkpoints' keys
         self.separate_critic = separate_critic
         if separate_critic:  # the value's own layers, so that its regression does not shape the policy's features
-            self.critic_w1 = nn.Parameter(torch.randn(inputs, hidden) / math.sqrt(inputs))
-            self.critic_b1 = nn.Parameter(torch.zeros(hidden))
+            self.critic_w1, self.critic_b1 = first_layer(inputs, hidden)
             self.critic_deeper = deeper_layers(hidden, hidden_layers)
         self.actor = nn.Linear(hidden, num_actions)
         self.critic = nn.Linear(hidden, 1)
@@ -290,6 +288,11 @@ class Agent(nn.Module):
         h = self._layers(bags, self.w1, self.b1, self.deeper)
         hc = self._layers(bags, self.critic_w1, self.critic_b1, self.critic_deeper) if self.separate_critic else h
         return self.actor(h), self.critic(hc).squeeze(1)
+
+
+def first_layer(inputs: int, hidden: int) -> tuple[nn.Parameter, nn.Parameter]:
+    """The first layer's weights, input-major with Karpathy's Xavier init, and its zero biases."""
+    return nn.Parameter(torch.randn(inputs, hidden) / math.sqrt(inputs)), nn.Parameter(torch.zeros(hidden))
 
 
 def deeper_layers(hidden: int, hidden_layers: int) -> nn.Sequential:
