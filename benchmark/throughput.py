@@ -259,6 +259,15 @@ def dqn_breakdown(repeats: int = 200) -> dict:
     return {"ms_per_agent_step": ms, "setting": "one env; learn and replay_sample are one gradient step / 4"}
 
 
+def random_dqn_batch(torch, batch_size: int, memory_format=None) -> tuple:
+    """A batch for dqn_cnn.gradient_step of random frames (a step's time does not depend on what they show): obs,
+    actions, returns, discounts, next obs; the frames in `memory_format` where given."""
+    frames = torch.randint(0, 256, (2, batch_size, 4, 84, 84), dtype=torch.uint8)
+    if memory_format is not None:
+        frames = [f.contiguous(memory_format=memory_format) for f in frames]
+    return frames[0], torch.randint(0, 6, (batch_size,)), torch.randn(batch_size), torch.rand(batch_size), frames[1]
+
+
 def dqn_gradient_steps(repeats: int = 40) -> dict:
     """Milliseconds per compiled gradient step of dqn_cnn.py for batches of 32 and 128, in float32 and bf16 (where
     the CPU has bf16 arithmetic): what a batch of 128 every 16 agent steps saves over 32 every 4."""
@@ -273,15 +282,36 @@ def dqn_gradient_steps(repeats: int = 40) -> dict:
     precisions = [False, True] if dqn_cnn.bf16_arithmetic(torch.device("cpu")) else [False]
     ms = {}
     for batch_size in (32, 128):
-        frames = torch.randint(0, 256, (2, batch_size, 4, 84, 84), dtype=torch.uint8)
-        batch = (frames[0], torch.randint(0, 6, (batch_size,)), torch.randn(batch_size), torch.rand(batch_size),
-                 frames[1])
+        batch = random_dqn_batch(torch, batch_size)
         for bf16 in precisions:
             torch._dynamo.reset()  # each case its own static-shape graph, as a training run compiles it
             step = torch.compile(dqn_cnn.gradient_step)
             ms[f"batch_{batch_size}_{'bf16' if bf16 else 'float32'}"] = timed(
                 lambda: step(q, target, optimizer, *batch, bf16=bf16), repeats)
     return {"ms_per_gradient_step": ms, "setting": "torch.compile'd gradient_step, compiled anew per case, "
+                                                   "default threads"}
+
+
+def dqn_memory_layout(repeats: int = 40) -> dict:
+    """Milliseconds per gradient step of dqn_cnn.py, batch 128, float32, eager and compiled, with the weights and
+    frames in torch's default layout (NCHW) and in channels_last (NHWC, oneDNN's own layout for CPU convolutions)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import dqn_cnn
+
+    torch.manual_seed(0)
+    ms = {}
+    for layout, memory_format in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        q, target = (dqn_cnn.QNetwork(6).to(memory_format=memory_format) for _ in range(2))
+        optimizer = torch.optim.Adam(q.parameters(), lr=1e-4)
+        batch = random_dqn_batch(torch, 128, memory_format)
+        for compile_step in (False, True):
+            torch._dynamo.reset()
+            step = torch.compile(dqn_cnn.gradient_step) if compile_step else dqn_cnn.gradient_step
+            ms[f"{'compiled' if compile_step else 'eager'}_{layout}"] = timed(
+                lambda: step(q, target, optimizer, *batch), repeats)
+    return {"ms_per_gradient_step": ms, "setting": "batch 128, float32, each compiled case compiled anew, "
                                                    "default threads"}
 
 
@@ -346,7 +376,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", help="cases to run: env (= env_1 env_4 env_raw_4 env_pg_8), sb3_dqn, "
                    "breakdown (= dqn_breakdown dqn_gradient_steps ppo_mlp_breakdown ppo_ray_breakdown), "
-                   "seed_ray (= seed_ray_1actor seed_ray_2actors), "
+                   "seed_ray (= seed_ray_1actor seed_ray_2actors), dqn_memory_layout, "
                    + ", ".join(CASES))
     p.add_argument("--steps", type=int, help="agent steps of every whole-loop run (default: each case's own, "
                    f"{DQN_STEPS[0]:,} for DQN and SB3, {PG_STEPS[0]:,} for the policy-gradient scripts)")
@@ -382,6 +412,8 @@ def main() -> None:
         record("dqn_breakdown", dqn_breakdown)
     if wanted & {"breakdown", "dqn_gradient_steps"}:
         record("dqn_gradient_steps", dqn_gradient_steps)
+    if "dqn_memory_layout" in wanted:
+        record("dqn_memory_layout", dqn_memory_layout)
     if wanted & {"breakdown", "ppo_mlp_breakdown"}:
         record("ppo_mlp_breakdown", ppo_mlp_breakdown)
     if wanted & {"breakdown", "ppo_ray_breakdown"}:
