@@ -30,7 +30,7 @@ Where it departs from the seed (the seed's run is roughly `--env-id PongNoFrames
 Under NextStep autoreset the step after an episode's end only resets that env: it is no agent step, is left
 out of the loss, and GAE does not carry advantages across it.
 Off by default, for probes (`benchmark/probes/`): `--hidden-layers 2`, `--num-differences 2`, `--separate-critic`
-(the value head on its own layers; the seed had none).
+(the value head on its own layers; the seed had none), `--pool 2` (the image max-pooled to 40x40).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ import tyro
 SCRIPT = "ppo_mlp"
 CHECKPOINT = "checkpoint.pt"
 # what a checkpoint's model and games need
-RESUME_MUST_MATCH = ("env_id", "crop_bottom", "frameskip", "hidden", "hidden_layers", "num_differences",
+RESUME_MUST_MATCH = ("env_id", "crop_bottom", "pool", "frameskip", "hidden", "hidden_layers", "num_differences",
                      "separate_critic")
 
 
@@ -108,6 +108,9 @@ class Args:
     """action repeat: emulator frames per agent step (the seed played every frame: 1)"""
     crop_bottom: int = 195
     """screen rows 35..crop-bottom-1 are kept, every second one: 195 gives 80x80 (Karpathy), 185 the seed's 75x80"""
+    pool: int = 1
+    """max-pool Karpathy's image over pool x pool blocks, a block lit where any pixel is (1: none, the seed; 2: 40x40,
+    so that each input is lit 4x as often)"""
     hidden: int = 512
     """ReLU units of each hidden layer (the seed's 512; Karpathy's network has 200)"""
     hidden_layers: int = 1
@@ -173,6 +176,9 @@ def check_args(args: Args) -> None:
     need(args.frameskip >= 1, "--frameskip", "at least 1", args.frameskip)
     need(37 <= args.crop_bottom <= 210, "--crop-bottom", "in 37..210 (195: 80x80, 185: the seed's 75x80)",
          args.crop_bottom)
+    rows = len(range(CROP_TOP, args.crop_bottom, 2))
+    need(args.pool >= 1 and rows % args.pool == 0 and 80 % args.pool == 0, "--pool",
+         f"at least 1 and a divisor of the image's {rows} rows and 80 columns", args.pool)
     need(args.torch_threads >= 1, "--torch-threads", "at least 1", args.torch_threads)
     need(ale_game(args.env_id)["game"] == "pong", "--env-id", "a Pong id (e.g. PongNoFrameskip-v4, ALE/Pong-v5): "
          "the preprocessing knows Pong's court and colours", args.env_id)
@@ -200,20 +206,23 @@ def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float]
         reward_clipping=False, autoreset_mode="NextStep"))
 
 
-def num_inputs(crop_bottom: int, num_differences: int = 1) -> int:
-    return len(range(CROP_TOP, crop_bottom, 2)) * 80 * num_differences
+def num_inputs(crop_bottom: int, num_differences: int = 1, pool: int = 1) -> int:
+    return len(range(CROP_TOP, crop_bottom, 2)) * 80 // pool**2 * num_differences
 
 
 def preprocess(screens: np.ndarray, crop_bottom: int = 195,
-               background: tuple[int, int] = BACKGROUND_GRAY) -> np.ndarray:
-    """Karpathy's prepro, batched: (N, 210, 160) screens -> (N, rows * 80) int8 in {0, 1}.
+               background: tuple[int, int] = BACKGROUND_GRAY, pool: int = 1) -> np.ndarray:
+    """Karpathy's prepro, batched: (N, 210, 160) screens -> (N, rows * 80 / pool**2) int8 in {0, 1}.
 
     Crop rows 35..crop_bottom-1, keep every second row and column, erase both background colours, set the
-    rest (paddles, ball) to 1. `background` is BACKGROUND_GRAY for ale-py's grayscale screens, BACKGROUND_RED
-    for an RGB screen's red channel.
+    rest (paddles, ball) to 1; `pool` > 1 then lights each pool x pool block where any of its pixels is lit.
+    `background` is BACKGROUND_GRAY for ale-py's grayscale screens, BACKGROUND_RED for an RGB screen's red channel.
     """
     crop = screens[:, CROP_TOP:crop_bottom:2, ::2]
     image = (crop != background[0]) & (crop != background[1])
+    if pool > 1:
+        n, rows, cols = image.shape
+        image = image.reshape(n, rows // pool, pool, cols // pool, pool).any(axis=(2, 4))
     return image.reshape(len(screens), -1).view(np.int8)
 
 
@@ -222,15 +231,15 @@ class DifferenceFrames:
     before it; an episode's first image stands alone, and differences from before the episode are 0."""
 
     def __init__(self, num_envs: int, crop_bottom: int, background: tuple[int, int] = BACKGROUND_GRAY,
-                 num_differences: int = 1):
-        self.crop_bottom, self.background = crop_bottom, background
-        self.pixels = num_inputs(crop_bottom)
+                 num_differences: int = 1, pool: int = 1):
+        self.crop_bottom, self.background, self.pool = crop_bottom, background, pool
+        self.pixels = num_inputs(crop_bottom, pool=pool)
         self.prev = np.zeros((num_envs, self.pixels), np.int8)
-        self.diff = torch.zeros((num_envs, num_inputs(crop_bottom, num_differences)), dtype=torch.int8)
+        self.diff = torch.zeros((num_envs, num_inputs(crop_bottom, num_differences, pool)), dtype=torch.int8)
         self._diff = self.diff.numpy()  # shares memory: written in place, no new tensor per step
 
     def __call__(self, screens: np.ndarray, new_episode: np.ndarray) -> torch.Tensor:
-        image = preprocess(screens, self.crop_bottom, self.background)
+        image = preprocess(screens, self.crop_bottom, self.background, self.pool)
         self.prev[new_episode] = 0
         if self._diff.shape[1] > self.pixels:  # older differences move one block on (NumPy copies overlaps safely)
             self._diff[:, self.pixels:] = self._diff[:, :-self.pixels]
@@ -307,8 +316,8 @@ def deeper_layers(hidden: int, hidden_layers: int) -> nn.Sequential:
 
 
 def make_agent(args: Args) -> Agent:
-    return Agent(num_inputs(args.crop_bottom, args.num_differences), args.hidden, hidden_layers=args.hidden_layers,
-                 separate_critic=args.separate_critic)
+    return Agent(num_inputs(args.crop_bottom, args.num_differences, args.pool), args.hidden,
+                 hidden_layers=args.hidden_layers, separate_critic=args.separate_critic)
 
 
 def act(agent: Agent, x: torch.Tensor, deterministic: bool = False):
@@ -449,14 +458,14 @@ def train(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, lr_schedul
           global_step: int, iteration: int, device: torch.device) -> tuple[int, int]:
     """Roll out `--num-steps` vector steps, compute advantages, run the PPO epochs; until the run stops.
     Returns the agent steps and iterations reached."""
-    N, T, inputs = args.num_envs, args.num_steps, num_inputs(args.crop_bottom, args.num_differences)
+    N, T, inputs = args.num_envs, args.num_steps, num_inputs(args.crop_bottom, args.num_differences, args.pool)
     obs = torch.zeros((T, N, inputs), dtype=torch.int8, device=device)
     actions = torch.zeros((T, N), dtype=torch.long, device=device)
     logprobs, values, rewards = (torch.zeros((T, N), device=device) for _ in range(3))
     terminated, dones, played = (torch.zeros((T, N), dtype=torch.bool, device=device) for _ in range(3))
     envs = make_env(args.env_id, N, args.frameskip)
     screens, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
-    frames = DifferenceFrames(N, args.crop_bottom, num_differences=args.num_differences)
+    frames = DifferenceFrames(N, args.crop_bottom, num_differences=args.num_differences, pool=args.pool)
     x = frames(screens[:, 0], np.ones(N, bool)).to(device)
     prev_done = np.zeros(N, bool)
     while run.going(global_step):
@@ -530,7 +539,8 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
     a = ckpt["args"]
     a.setdefault("hidden", len(ckpt["model"]["b1"]))  # written before the width was a flag: its weights' width
-    a.setdefault("num_differences", len(ckpt["model"]["w1"]) // num_inputs(a["crop_bottom"]))  # written before the flag
+    a.setdefault("pool", 1)  # written before the flag: Karpathy's image
+    a.setdefault("num_differences", len(ckpt["model"]["w1"]) // num_inputs(a["crop_bottom"], pool=a["pool"]))
     a.setdefault("hidden_layers", 1)  # written before the flag: one layer
     a.setdefault("separate_critic", False)  # written before the flag: one trunk
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
@@ -565,7 +575,7 @@ def evaluate(agent: Agent, args: Args, sticky: float, episodes: int, seed: int, 
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
     envs = make_env(args.env_id, num_envs, args.frameskip, sticky)
     screens, _ = envs.reset(seed=seed)
-    frames = DifferenceFrames(num_envs, args.crop_bottom, num_differences=args.num_differences)
+    frames = DifferenceFrames(num_envs, args.crop_bottom, num_differences=args.num_differences, pool=args.pool)
     x = frames(screens[:, 0], np.ones(num_envs, bool))
     returns, ep_return, prev_done = [], np.zeros(num_envs), np.zeros(num_envs, bool)
     while (quota > 0).any():
@@ -592,7 +602,7 @@ def record_video(agent: Agent, args: Args, seed: int, device: torch.device, vide
     env = gym.make(args.env_id, render_mode="rgb_array", frameskip=args.frameskip)
     video_dir.mkdir(parents=True, exist_ok=True)
     screen, _ = env.reset(seed=seed)
-    frames = DifferenceFrames(1, args.crop_bottom, BACKGROUND_RED, args.num_differences)
+    frames = DifferenceFrames(1, args.crop_bottom, BACKGROUND_RED, args.num_differences, args.pool)
     x = frames(screen[None, ..., 0], np.ones(1, bool))
     writer = cv2.VideoWriter(str(video_dir / "eval-episode-0.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15,
                              (screen.shape[1], screen.shape[0]))
