@@ -588,7 +588,8 @@ def parse_args(argv: list[str]) -> Args:
         except (OSError, ValueError):
             pass
     settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
-    return tyro.cli(Args, args=argv, default=Args(**{k: v for k, v in saved.items() if k in settings}))
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in settings}  # JSON's tuples
+    return tyro.cli(Args, args=argv, default=Args(**saved))
 
 
 def new_run_dir(args: Args, env_id: str, kind: str = "") -> Path:

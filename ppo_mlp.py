@@ -30,7 +30,8 @@ Where it departs from the seed (the seed's run is roughly `--env-id PongNoFrames
 Under NextStep autoreset the step after an episode's end only resets that env: it is no agent step, is left
 out of the loss, and GAE does not carry advantages across it.
 Off by default, for probes (`benchmark/probes/`): `--hidden-layers 2`, `--num-differences 2`, `--separate-critic`
-(the value head on its own layers; the seed had none), `--pool 2` (the image max-pooled to 40x40).
+(the value head on its own layers; the seed had none), `--pool 2` (the image max-pooled to 40x40;
+`--pool 1 2`: both side by side).
 """
 
 from __future__ import annotations
@@ -108,9 +109,9 @@ class Args:
     """action repeat: emulator frames per agent step (the seed played every frame: 1)"""
     crop_bottom: int = 195
     """screen rows 35..crop-bottom-1 are kept, every second one: 195 gives 80x80 (Karpathy), 185 the seed's 75x80"""
-    pool: int = 1
+    pool: tuple[int, ...] = (1,)
     """max-pool Karpathy's image over pool x pool blocks, a block lit where any pixel is (1: none, the seed; 2: 40x40,
-    so that each input is lit 4x as often)"""
+    so that each input is lit 4x as often); several: those images side by side (1 2: 80x80 and 40x40)"""
     hidden: int = 512
     """ReLU units of each hidden layer (the seed's 512; Karpathy's network has 200)"""
     hidden_layers: int = 1
@@ -177,7 +178,7 @@ def check_args(args: Args) -> None:
     need(37 <= args.crop_bottom <= 210, "--crop-bottom", "in 37..210 (195: 80x80, 185: the seed's 75x80)",
          args.crop_bottom)
     rows = len(range(CROP_TOP, args.crop_bottom, 2))
-    need(args.pool >= 1 and rows % args.pool == 0 and 80 % args.pool == 0, "--pool",
+    need(len(args.pool) > 0 and all(p >= 1 and rows % p == 0 and 80 % p == 0 for p in args.pool), "--pool",
          f"at least 1 and a divisor of the image's {rows} rows and 80 columns", args.pool)
     need(args.torch_threads >= 1, "--torch-threads", "at least 1", args.torch_threads)
     need(ale_game(args.env_id)["game"] == "pong", "--env-id", "a Pong id (e.g. PongNoFrameskip-v4, ALE/Pong-v5): "
@@ -206,24 +207,25 @@ def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float]
         reward_clipping=False, autoreset_mode="NextStep"))
 
 
-def num_inputs(crop_bottom: int, num_differences: int = 1, pool: int = 1) -> int:
-    return len(range(CROP_TOP, crop_bottom, 2)) * 80 // pool**2 * num_differences
+def num_inputs(crop_bottom: int, num_differences: int = 1, pool: tuple[int, ...] = (1,)) -> int:
+    return sum(len(range(CROP_TOP, crop_bottom, 2)) * 80 // p**2 for p in pool) * num_differences
 
 
 def preprocess(screens: np.ndarray, crop_bottom: int = 195,
-               background: tuple[int, int] = BACKGROUND_GRAY, pool: int = 1) -> np.ndarray:
-    """Karpathy's prepro, batched: (N, 210, 160) screens -> (N, rows * 80 / pool**2) int8 in {0, 1}.
+               background: tuple[int, int] = BACKGROUND_GRAY, pool: tuple[int, ...] = (1,)) -> np.ndarray:
+    """Karpathy's prepro, batched: (N, 210, 160) screens -> (N, num_inputs(crop_bottom, 1, pool)) int8 in {0, 1}.
 
     Crop rows 35..crop_bottom-1, keep every second row and column, erase both background colours, set the
-    rest (paddles, ball) to 1; `pool` > 1 then lights each pool x pool block where any of its pixels is lit.
+    rest (paddles, ball) to 1; a pool p > 1 lights each p x p block where any of its pixels is lit, and several
+    pools put their images side by side, in `pool`'s order.
     `background` is BACKGROUND_GRAY for ale-py's grayscale screens, BACKGROUND_RED for an RGB screen's red channel.
     """
     crop = screens[:, CROP_TOP:crop_bottom:2, ::2]
     image = (crop != background[0]) & (crop != background[1])
-    if pool > 1:
-        n, rows, cols = image.shape
-        image = image.reshape(n, rows // pool, pool, cols // pool, pool).any(axis=(2, 4))
-    return image.reshape(len(screens), -1).view(np.int8)
+    n, rows, cols = image.shape
+    images = [image if p == 1 else image.reshape(n, rows // p, p, cols // p, p).any(axis=(2, 4)) for p in pool]
+    flat = images[0].reshape(n, -1) if len(pool) == 1 else np.concatenate([i.reshape(n, -1) for i in images], 1)
+    return flat.view(np.int8)
 
 
 class DifferenceFrames:
@@ -231,7 +233,7 @@ class DifferenceFrames:
     before it; an episode's first image stands alone, and differences from before the episode are 0."""
 
     def __init__(self, num_envs: int, crop_bottom: int, background: tuple[int, int] = BACKGROUND_GRAY,
-                 num_differences: int = 1, pool: int = 1):
+                 num_differences: int = 1, pool: tuple[int, ...] = (1,)):
         self.crop_bottom, self.background, self.pool = crop_bottom, background, pool
         self.pixels = num_inputs(crop_bottom, pool=pool)
         self.prev = np.zeros((num_envs, self.pixels), np.int8)
@@ -539,7 +541,8 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
     a = ckpt["args"]
     a.setdefault("hidden", len(ckpt["model"]["b1"]))  # written before the width was a flag: its weights' width
-    a.setdefault("pool", 1)  # written before the flag: Karpathy's image
+    pool = a.get("pool", 1)  # written before the flag: Karpathy's image; before several pools: one int
+    a["pool"] = (pool,) if isinstance(pool, int) else tuple(pool)
     a.setdefault("num_differences", len(ckpt["model"]["w1"]) // num_inputs(a["crop_bottom"], pool=a["pool"]))
     a.setdefault("hidden_layers", 1)  # written before the flag: one layer
     a.setdefault("separate_critic", False)  # written before the flag: one trunk
@@ -723,7 +726,8 @@ def parse_args(argv: list[str]) -> Args:
         except (OSError, ValueError):
             pass
     settings = {f.name for f in fields(Args)} - {"resume", "eval_checkpoint", "run_dir"}
-    return tyro.cli(Args, args=argv, default=Args(**{k: v for k, v in saved.items() if k in settings}))
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in settings}  # JSON's tuples
+    return tyro.cli(Args, args=argv, default=Args(**saved))
 
 
 def new_run_dir(args: Args, env_id: str, kind: str = "") -> Path:

@@ -49,21 +49,25 @@ def test_pool_lights_each_block_of_the_image_where_any_pixel_is_lit():
     screens[0, 35 + 2 * 79, 2 * 78] = 236  # image pixel (79, 78): block (39, 39)
     screens[0, 35 + 2 * 10, 2 * 21] = 236  # image pixels (10, 21) and (11, 21): both in block (5, 10)
     screens[0, 35 + 2 * 11, 2 * 21] = 236
-    pooled = ppo.preprocess(screens, pool=2)
-    assert pooled.shape == (1, 1600) and pooled.dtype == np.int8 and ppo.num_inputs(195, pool=2) == 1600
+    pooled = ppo.preprocess(screens, pool=(2,))
+    assert pooled.shape == (1, 1600) and pooled.dtype == np.int8 and ppo.num_inputs(195, pool=(2,)) == 1600
     block = pooled.reshape(40, 40)
     assert block[0, 0] == 1 and block[39, 39] == 1 and block[5, 10] == 1 and block.sum() == 3
     image = ppo.preprocess(screens).reshape(80, 80)
     assert np.array_equal(block, image.reshape(40, 2, 40, 2).max(axis=(1, 3)))
-    frames = ppo.DifferenceFrames(1, 195, num_differences=2, pool=2)
-    assert frames(screens, np.ones(1, bool)).shape == (1, 3200)
+    both = ppo.preprocess(screens, pool=(1, 2))  # side by side, in the flag's order
+    assert both.shape == (1, 8000) and ppo.num_inputs(195, 2, (1, 2)) == 16000
+    assert np.array_equal(both[0, :6400], image.ravel()) and np.array_equal(both[0, 6400:], pooled[0])
+    frames = ppo.DifferenceFrames(1, 195, num_differences=2, pool=(1, 2))
+    assert frames(screens, np.ones(1, bool)).shape == (1, 16000)
+    assert ppo.parse_args(["--pool", "2"]).pool == (2,) and ppo.parse_args(["--pool", "1", "2"]).pool == (1, 2)
 
 
 def test_pool_must_divide_the_image():
     with pytest.raises(ppo.BadInput, match="--pool"):
-        ppo.check_args(ppo.Args(pool=3))
+        ppo.check_args(ppo.Args(pool=(1, 3)))
     with pytest.raises(ppo.BadInput, match="--pool"):
-        ppo.check_args(ppo.Args(pool=2, crop_bottom=185))  # 75 rows
+        ppo.check_args(ppo.Args(pool=(2,), crop_bottom=185))  # 75 rows
 
 
 def pong_vector_env(num_envs: int, grayscale: bool = True):
