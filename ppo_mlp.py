@@ -177,7 +177,7 @@ def check_args(args: Args) -> None:
     need(args.frameskip >= 1, "--frameskip", "at least 1", args.frameskip)
     need(37 <= args.crop_bottom <= 210, "--crop-bottom", "in 37..210 (195: 80x80, 185: the seed's 75x80)",
          args.crop_bottom)
-    rows = len(range(CROP_TOP, args.crop_bottom, 2))
+    rows = image_rows(args.crop_bottom)
     need(len(args.pool) > 0 and all(p >= 1 and rows % p == 0 and 80 % p == 0 for p in args.pool), "--pool",
          f"at least 1 and a divisor of the image's {rows} rows and 80 columns", args.pool)
     need(args.torch_threads >= 1, "--torch-threads", "at least 1", args.torch_threads)
@@ -207,8 +207,12 @@ def make_env(env_id: str, num_envs: int, frameskip: int, sticky: Optional[float]
         reward_clipping=False, autoreset_mode="NextStep"))
 
 
+def image_rows(crop_bottom: int) -> int:
+    return len(range(CROP_TOP, crop_bottom, 2))
+
+
 def num_inputs(crop_bottom: int, num_differences: int = 1, pool: tuple[int, ...] = (1,)) -> int:
-    return sum(len(range(CROP_TOP, crop_bottom, 2)) * 80 // p**2 for p in pool) * num_differences
+    return sum(image_rows(crop_bottom) * 80 // p**2 for p in pool) * num_differences
 
 
 def preprocess(screens: np.ndarray, crop_bottom: int = 195,
