@@ -31,7 +31,8 @@ every 4 agent steps at the seed's rate: `--batch-size 32 --train-frequency 4 --l
 - the replay stores each 84x84 frame once and rebuilds the stacks when sampling: 8x less memory than stored pairs of
   stacks, the same samples. Under NextStep autoreset the step after an episode's end only resets that env: it is no
   agent step, and its transition is never sampled.
-Off by default, for probes (`benchmark/probes/`): `--double-q`, the Double DQN target (van Hasselt et al. 2016).
+Off by default, for probes (`benchmark/probes/`): `--double-q`, the Double DQN target (van Hasselt et al. 2016);
+`--dueling`, the dueling head (Wang et al. 2016).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import tyro
 
 SCRIPT = "dqn_cnn"
 CHECKPOINT = "checkpoint.pt"
-RESUME_MUST_MATCH = ("env_id", "num_envs", "buffer_size", "n_step")  # what the stored replay depends on
+RESUME_MUST_MATCH = ("env_id", "num_envs", "buffer_size", "n_step", "dueling")  # what the replay and weights depend on
 
 
 @dataclass
@@ -121,6 +122,9 @@ class Args:
     double_q: bool = False
     """the Double DQN target: the online network picks the next action, the target network values it (off: the
     target network's max, as Nature)"""
+    dueling: bool = False
+    """the dueling head (Wang et al. 2016): a value and an advantage stream of 512 units each after the convolutions,
+    Q = V + A - mean(A) (off: Nature's one 512-unit layer and Q-value head)"""
     tau: float = 1.0
     """target network update rate (1: hard copy)"""
     target_network_frequency: int = 1000
@@ -182,24 +186,38 @@ def make_env(env_id: str, num_envs: int, sticky: Optional[float] = None):
 
 # ---------------------------------------------------------------------------- model
 class QNetwork(nn.Module):
-    """The Nature CNN: 3 conv layers and a 512-unit layer; input uint8 frames, output one Q-value per action."""
+    """The Nature CNN: 3 conv layers and a 512-unit layer; input uint8 frames, output one Q-value per action. With
+    `dueling`, two 512-unit streams after the convolutions, a state value and each action's advantage."""
 
-    def __init__(self, num_actions: int):
+    def __init__(self, num_actions: int, dueling: bool = False):
         super().__init__()
-        self.num_actions = num_actions
-        self.net = nn.Sequential(
-            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
-            nn.Linear(512, num_actions))
+        self.num_actions, self.dueling = num_actions, dueling
+        convolutions = (nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),
+                        nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+        if dueling:
+            self.net = nn.Sequential(*convolutions)
+            self.value = nn.Sequential(nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, 1))
+            self.advantage = nn.Sequential(nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, num_actions))
+        else:
+            self.net = nn.Sequential(*convolutions, nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, num_actions))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        features = self.net[:-1](frames.float() / 255.0)
-        # The Q-value head in float32 even under bf16 autocast: bf16's 8-bit mantissa (0.4%) is coarser than the
-        # TD errors the values learn from.
-        with torch.autocast(frames.device.type, enabled=False):
-            return self.net[-1](features.float())
+        x = frames.float() / 255.0
+        if not self.dueling:
+            return float32_head(self.net[-1], self.net[:-1](x))
+        features = self.net(x)
+        value = float32_head(self.value[-1], self.value[:-1](features))
+        advantage = float32_head(self.advantage[-1], self.advantage[:-1](features))
+        # Less the mean advantage, so that V and A are identifiable (Wang et al.'s eq. 9).
+        return value + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+def float32_head(head: nn.Linear, features: torch.Tensor) -> torch.Tensor:
+    """The output layer in float32 even under bf16 autocast: bf16's 8-bit mantissa (0.4%) is coarser than the TD
+    errors the values learn from."""
+    with torch.autocast(features.device.type, enabled=False):
+        return head(features.float())
 
 
 def epsilon_greedy(q_network: QNetwork, obs: np.ndarray, epsilon: float, rng: np.random.Generator,
@@ -471,8 +489,16 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     """Read a checkpoint (or the run dir holding one); any problem is one line naming the flag."""
     ckpt, p = read_checkpoint(path, flag, lambda f: torch.load(f, map_location="cpu", weights_only=True))
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
-    ckpt["args"].setdefault("double_q", False)  # written before the flag: the Nature target, all there was
+    ckpt["args"].setdefault("double_q", False)  # written before the flags: the Nature target and head, all there was
+    ckpt["args"].setdefault("dueling", False)
     return ckpt, p
+
+
+def saved_q_network(ckpt: dict, device: torch.device) -> QNetwork:
+    """The Q-network a checkpoint (from `load_checkpoint`) holds, with the head it was trained with."""
+    q_network = QNetwork(ckpt["num_actions"], ckpt["args"]["dueling"]).to(device)
+    q_network.load_state_dict(ckpt["model"])
+    return q_network
 
 
 def pick_device(want_cuda: bool) -> torch.device:
@@ -485,8 +511,7 @@ def evaluate_checkpoint(args: Args, device: torch.device) -> None:
     """`--eval-checkpoint`: play the saved weights on the env they were trained on."""
     ckpt, path = load_checkpoint(args.eval_checkpoint, "--eval-checkpoint")
     env_id = ckpt["args"]["env_id"]
-    q_network = QNetwork(ckpt["num_actions"]).to(device)
-    q_network.load_state_dict(ckpt["model"])
+    q_network = saved_q_network(ckpt, device)
     sticky, out_dir = eval_sticky(args, env_id), new_run_dir(args, env_id, "-eval")
     returns = evaluate(q_network, env_id, args.eval_episodes, args.seed + EVAL_SEED_OFFSET, args.eval_epsilon,
                        sticky, device, out_dir / "videos" if args.capture_video else None)
@@ -557,8 +582,8 @@ def main(args: Args) -> None:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     rng = np.random.default_rng(args.seed)
     envs = make_env(args.env_id, args.num_envs)
-    q_network = QNetwork(int(envs.single_action_space.n)).to(device)
-    target_network = QNetwork(q_network.num_actions).to(device)
+    q_network = QNetwork(int(envs.single_action_space.n), args.dueling).to(device)
+    target_network = QNetwork(q_network.num_actions, args.dueling).to(device)
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
     replay = FrameReplay(args.buffer_size, args.num_envs, args.n_step, args.gamma)

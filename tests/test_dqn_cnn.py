@@ -243,12 +243,43 @@ def test_without_bf16_arithmetic_the_step_runs_in_float32_with_one_line_saying_s
     assert len(out) == 1 and "no bfloat16 arithmetic" in out[0] and "--no-bf16" in out[0], out
 
 
-def test_a_checkpoint_from_before_the_double_q_flag_reads_as_the_nature_target(tmp_path):
-    args = {k: v for k, v in vars(dqn_cnn.Args()).items() if k != "double_q"}
-    torch.save({"script": "dqn_cnn", "args": args, "num_actions": 6, "model": dqn_cnn.QNetwork(6).state_dict()},
-               tmp_path / "old.pt")
+def test_a_checkpoint_from_before_the_double_q_and_dueling_flags_reads_as_the_nature_target_and_head(tmp_path):
+    args = {k: v for k, v in vars(dqn_cnn.Args()).items() if k not in ("double_q", "dueling")}
+    state = dqn_cnn.QNetwork(6).state_dict()
+    torch.save({"script": "dqn_cnn", "args": args, "num_actions": 6, "model": state}, tmp_path / "old.pt")
     ckpt, _ = dqn_cnn.load_checkpoint(str(tmp_path / "old.pt"), "--eval-checkpoint")
-    assert ckpt["args"]["double_q"] is False
+    assert ckpt["args"]["double_q"] is False and ckpt["args"]["dueling"] is False
+    q_network = dqn_cnn.saved_q_network(ckpt, torch.device("cpu"))
+    assert not q_network.dueling and all(torch.equal(v, q_network.state_dict()[k]) for k, v in state.items())
+
+
+def test_dueling_q_values_are_the_state_value_plus_the_advantage_less_its_mean():
+    torch.manual_seed(0)
+    q, target = dqn_cnn.QNetwork(6, dueling=True), dqn_cnn.QNetwork(6, dueling=True)
+    batch = random_td_batch(8, torch.Generator().manual_seed(1))
+    obs = batch[0]
+    with torch.no_grad():
+        features = q.net(obs.float() / 255.0)
+        value, advantage = q.value(features), q.advantage(features)
+        q_values = q(obs)
+    assert value.shape == (8, 1) and advantage.shape == (8, 6)
+    torch.testing.assert_close(q_values, value + advantage - advantage.mean(1, keepdim=True))
+    torch.testing.assert_close(q_values.mean(1), value.squeeze(1))  # the actions' mean Q-value is the state value
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert q(obs).dtype == torch.float32  # both output layers stay float32 under autocast
+    dqn_cnn.td_loss(q, target, *batch)[0].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in q.parameters())  # both streams learn
+
+
+def test_a_dueling_checkpoint_loads_with_its_own_head(tmp_path):
+    torch.manual_seed(0)
+    q = dqn_cnn.QNetwork(6, dueling=True)
+    args = vars(dqn_cnn.Args(dueling=True))
+    torch.save({"script": "dqn_cnn", "args": args, "num_actions": 6, "model": q.state_dict()}, tmp_path / "d.pt")
+    ckpt, _ = dqn_cnn.load_checkpoint(str(tmp_path / "d.pt"), "--eval-checkpoint")
+    obs = random_td_batch(4, torch.Generator().manual_seed(2))[0]
+    with torch.no_grad():
+        torch.testing.assert_close(dqn_cnn.saved_q_network(ckpt, torch.device("cpu"))(obs), q(obs), rtol=0, atol=0)
 
 
 @pytest.mark.skipif(dqn_cnn.cpu_compile_blocker() is not None,

@@ -216,9 +216,8 @@ def assert_explores_at(rec: RecordedAleEnv, eval_epsilon: float, expected_epsilo
     epsilon-greedy gives: a random action among n differs from the greedy one with probability (n - 1) / n."""
     dqn = load_script("dqn_cnn.py")
     assert eval_epsilon == expected_epsilon, "the default --eval-epsilon is not Nature's 0.05"
-    ckpt = torch.load(shipped("dqn_cnn.py"), map_location="cpu", weights_only=True)
-    q_network = dqn.QNetwork(ckpt["num_actions"])
-    q_network.load_state_dict(ckpt["model"])
+    ckpt, _ = dqn.load_checkpoint(str(shipped("dqn_cnn.py")), "--eval-checkpoint")
+    q_network = dqn.saved_q_network(ckpt, torch.device("cpu"))
     q_network.eval()
     _, steps = game_return(rec)
     seen = np.concatenate(rec.obs[:steps])  # env 0 is the only env: one game
