@@ -205,19 +205,19 @@ class QNetwork(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.float() / 255.0
         if not self.dueling:
-            return float32_head(self.net[-1], self.net[:-1](x))
+            return with_float32_output(self.net, x)
         features = self.net(x)
-        value = float32_head(self.value[-1], self.value[:-1](features))
-        advantage = float32_head(self.advantage[-1], self.advantage[:-1](features))
+        value, advantage = with_float32_output(self.value, features), with_float32_output(self.advantage, features)
         # Less the mean advantage, so that V and A are identifiable (Wang et al.'s eq. 9).
         return value + advantage - advantage.mean(dim=1, keepdim=True)
 
 
-def float32_head(head: nn.Linear, features: torch.Tensor) -> torch.Tensor:
-    """The output layer in float32 even under bf16 autocast: bf16's 8-bit mantissa (0.4%) is coarser than the TD
-    errors the values learn from."""
-    with torch.autocast(features.device.type, enabled=False):
-        return head(features.float())
+def with_float32_output(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`layers` applied to x, the last one in float32 even under bf16 autocast: bf16's 8-bit mantissa (0.4%) is coarser
+    than the TD errors the values learn from."""
+    hidden = layers[:-1](x)
+    with torch.autocast(hidden.device.type, enabled=False):
+        return layers[-1](hidden.float())
 
 
 def epsilon_greedy(q_network: QNetwork, obs: np.ndarray, epsilon: float, rng: np.random.Generator,
