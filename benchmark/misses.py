@@ -1,7 +1,8 @@
 """Where a shipped file concedes its points: how far its paddle was from the ball's line when the ball went past.
 
 Usage: `python benchmark/misses.py [--games 30] [--out benchmark/probes/misses] [file ...]` (default: the four
-shipped files in `benchmark/checkpoints/`), each played with sticky actions 0.25 and on the deterministic game.
+shipped files in `benchmark/checkpoints/`), each played with sticky actions 0.25 and on the deterministic game;
+one JSON per file and setting, a table on stdout, and `gaps.png` (`--plot-only` redraws it).
 
 It runs each script's own `--eval-checkpoint` (the evaluation protocol of RESULTS.md: 0-30 no-op starts, eval seed
 `--seed` + 10,000, DQN at epsilon 0.05) with the script's `make_env` wrapped so that every frame the agent saw is
@@ -9,7 +10,8 @@ also read here. In each frame it finds the ball and the agent's (right, green) p
 ball's last two sightings on the agent's half, moving towards it, give the row where it crossed the paddle's
 column (walls reflect), and the gap is how far that row lay outside the paddle, in screen pixels (the paddle is
 16 high; 0: the ball's line met the paddle and still went past, as when the paddle moves off at the last frame).
-A point the agent lost with the paddle far off says it was out of position; one with a small gap, that it was late.
+A large gap says the paddle was out of position (moving towards the line: it set off too late); a small one, a
+last-moment slip (a sticky or random action, the paddle's edge).
 """
 
 from __future__ import annotations
@@ -152,13 +154,42 @@ def play(path: Path, sticky: float, games: int, seed: int) -> dict:
             "gaps_px": [round(x, 1) for x in gaps], "paddle_motion": motions}
 
 
+def plot(out: Path) -> None:
+    """`gaps.png`: per file, the share of its conceded points with a gap up to x pixels, sticky and not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, name in enumerate(Path(f).stem for f in SHIPPED):
+        for sticky, style in ((0.25, "-"), (0.0, ":")):
+            path = out / f"{name}_sticky{sticky}.json"
+            if path.exists():
+                r = json.loads(path.read_text())
+                g = np.sort(r["gaps_px"])
+                ax.step(g, np.arange(1, len(g) + 1) / len(g), style, color=f"C{i}", where="post",
+                        label=f"{name}, sticky {sticky} ({r['conceded_per_game']:.1f} conceded per game)")
+    ax.axvline(16, color="grey", lw=0.8)
+    ax.text(16.5, 0.02, "a paddle's height", color="grey", fontsize=8)
+    ax.set(xlabel="gap between the ball's line and the paddle when it went past (screen pixels)",
+           ylabel="share of conceded points", xlim=(0, 120), ylim=(0, 1))
+    ax.set_title("Where the shipped files concede (30 games each, evaluation protocol)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "gaps.png", dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", default=[str(ROOT / "benchmark" / "checkpoints" / f) for f in SHIPPED])
     p.add_argument("--games", type=int, default=30)
     p.add_argument("--seed", type=int, default=7, help="the games' seed is this + 10,000, as in --eval-checkpoint")
     p.add_argument("--out", default=str(ROOT / "benchmark" / "probes" / "misses"))
+    p.add_argument("--plot-only", action="store_true", help="redraw gaps.png from the JSON files in --out")
     a = p.parse_args()
+    if a.plot_only:
+        return plot(Path(a.out))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     print("| file | sticky | mean return | conceded per game | median gap (px) | gap 0 | gap <= 8 | gap > 16 "
@@ -174,6 +205,7 @@ def main() -> None:
             cells.append(" / ".join(str(far[m]) for m in ("towards", "still", "away")))
             print(f"| `{r['file']}` | {sticky} | {r['mean_return']:.1f} | {r['conceded_per_game']:.1f} | "
                   + " | ".join(cells) + " |", flush=True)
+    plot(out)
 
 
 if __name__ == "__main__":
