@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the four scripts, imported to play their own evaluations
+from ppo_mlp import BACKGROUND_GRAY, BACKGROUND_RED  # noqa: E402  (the court's two colours)
+
 SHIPPED = ("dqn_cnn.pt", "ppo_mlp.pt", "ppo_ray.pt", "pg_numpy.npz")
 FIELD_TOP, FIELD_BOTTOM = 34, 194  # screen rows between the court's walls
 PADDLE_COLS = (140, 144)  # the agent's paddle, screen columns [140, 144)
@@ -38,10 +41,10 @@ def lit_screen(frame: np.ndarray) -> tuple[np.ndarray, float, float]:
     screen, a 210x160x3 RGB screen, or an 84x84 DeepMind frame (paddles and ball brighter than the court)."""
     if frame.ndim == 3:  # RGB: the red channel, the court's two colours erased (Karpathy's values)
         red = frame[..., 0]
-        return (red != 144) & (red != 109), 1.0, 1.0
+        return (red != BACKGROUND_RED[0]) & (red != BACKGROUND_RED[1]), 1.0, 1.0
     if frame.shape == (84, 84):  # resized: a blend of court (87) and paddle (147) or ball (236)
         return frame > 117, 210 / 84, 160 / 84
-    return (frame != 87) & (frame != 107), 1.0, 1.0
+    return (frame != BACKGROUND_GRAY[0]) & (frame != BACKGROUND_GRAY[1]), 1.0, 1.0
 
 
 def locate(frame: np.ndarray) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
@@ -121,7 +124,6 @@ def gap_of(sightings: list) -> tuple[float, str] | None:
 def play(path: Path, sticky: float, games: int, seed: int) -> dict:
     """Play `path` with its script's own evaluation, recording each conceded point's gap."""
     script = {"pt": None, "npz": "pg_numpy"}[path.suffix[1:]] or path.stem
-    sys.path.insert(0, str(ROOT))
     module = importlib.import_module(script)
     gaps, motions, unseen = [], [], [0]
 
