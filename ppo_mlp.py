@@ -29,7 +29,8 @@ Where it departs from the seed (the seed's run is roughly `--env-id PongNoFrames
 - `--torch-threads 1`: the sparse per-step ops are slower with a second thread beside the env's threads.
 Under NextStep autoreset the step after an episode's end only resets that env: it is no agent step, is left
 out of the loss, and GAE does not carry advantages across it.
-Off by default, for probes (`benchmark/probes/`): `--hidden-layers 2`, `--num-differences 2`, `--separate-critic`
+Off by default, for probes (`benchmark/probes/`): `--hidden-layers 2`, `--num-differences 2`, `--trail-decay 0.5`
+(fading trails of where things were, in one frame's width), `--separate-critic`
 (the value head on its own layers; the seed had none), `--pool 2` (the image max-pooled to 40x40;
 `--pool 1 2`: both side by side).
 """
@@ -63,7 +64,7 @@ SCRIPT = "ppo_mlp"
 CHECKPOINT = "checkpoint.pt"
 # what a checkpoint's model and games need
 RESUME_MUST_MATCH = ("env_id", "crop_bottom", "pool", "frameskip", "hidden", "hidden_layers", "num_differences",
-                     "separate_critic")
+                     "trail_decay", "separate_critic")
 
 
 @dataclass
@@ -121,6 +122,10 @@ class Args:
     PPO; the seed had no value head)"""
     num_differences: int = 1
     """difference frames the policy sees, the newest first (the seed: 1); 2 or more show how the motion changes"""
+    trail_decay: float = 0.0
+    """the input is this image minus a decaying average of the earlier ones, each older image weighted
+    `trail-decay` times the newer (0: minus the previous image, the seed's difference frame): where ball and paddles
+    were over the last few steps, in one frame's width, as fading negative trails"""
     num_envs: int = 8
     """parallel environments (ale-py's threaded C++ vector env)"""
     num_steps: int = 128
@@ -160,6 +165,8 @@ def check_args(args: Args) -> None:
     need(args.hidden > 0, "--hidden", "at least 1", args.hidden)
     need(args.hidden_layers > 0, "--hidden-layers", "at least 1", args.hidden_layers)
     need(args.num_differences > 0, "--num-differences", "at least 1", args.num_differences)
+    need(0 <= args.trail_decay < 1 and (args.trail_decay == 0 or args.num_differences == 1), "--trail-decay",
+         "in [0, 1), and 0 with --num-differences above 1", args.trail_decay)
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(args.num_steps > 0, "--num-steps", "at least 1", args.num_steps)
     batch = args.num_envs * args.num_steps
@@ -191,6 +198,7 @@ CROP_TOP = 35
 # screen 87 and 107, in an RGB screen's red channel 144 and 109 (the seed's values).
 BACKGROUND_GRAY = (87, 107)
 BACKGROUND_RED = (144, 109)
+TRAIL_LEVELS = 127  # a trail's values in [-1, 1] are stored in int8 as multiples of 1/127
 UP_DOWN = np.array([2, 3])  # Pong's minimal action set: NOOP, FIRE, RIGHT (up), LEFT (down), ...
 
 
@@ -232,21 +240,34 @@ def preprocess(screens: np.ndarray, crop_bottom: int = 195,
     return flat.view(np.int8)
 
 
+def input_scale(trail_decay: float) -> float:
+    """What one unit of the int8 input stands for: a pixel of a difference frame, or 1 / TRAIL_LEVELS of a trail."""
+    return 1 / TRAIL_LEVELS if trail_decay else 1.0
+
+
 class DifferenceFrames:
     """The policy's input per env: this image minus the previous one, then the `num_differences` - 1 differences
-    before it; an episode's first image stands alone, and differences from before the episode are 0."""
+    before it; an episode's first image stands alone, and differences from before the episode are 0.
+    With `trail_decay` d > 0: this image minus the average of the earlier ones weighted (1-d), (1-d)d, (1-d)d^2, ...
+    (d = 0 is the difference frame), in int8 steps of 1 / TRAIL_LEVELS; `scale` maps the int8 values back."""
 
     def __init__(self, num_envs: int, crop_bottom: int, background: tuple[int, int] = BACKGROUND_GRAY,
-                 num_differences: int = 1, pool: tuple[int, ...] = (1,)):
-        self.crop_bottom, self.background, self.pool = crop_bottom, background, pool
+                 num_differences: int = 1, pool: tuple[int, ...] = (1,), trail_decay: float = 0.0):
+        self.crop_bottom, self.background, self.pool, self.trail_decay = crop_bottom, background, pool, trail_decay
+        self.scale = input_scale(trail_decay)
         self.pixels = num_inputs(crop_bottom, pool=pool)
-        self.prev = np.zeros((num_envs, self.pixels), np.int8)
+        self.prev = np.zeros((num_envs, self.pixels), np.float32 if trail_decay else np.int8)  # or the average
         self.diff = torch.zeros((num_envs, num_inputs(crop_bottom, num_differences, pool)), dtype=torch.int8)
         self._diff = self.diff.numpy()  # shares memory: written in place, no new tensor per step
 
     def __call__(self, screens: np.ndarray, new_episode: np.ndarray) -> torch.Tensor:
         image = preprocess(screens, self.crop_bottom, self.background, self.pool)
         self.prev[new_episode] = 0
+        if self.trail_decay:
+            np.rint((image - self.prev) * TRAIL_LEVELS, out=self._diff, casting="unsafe")
+            self.prev *= self.trail_decay  # in place, float32: the average now ends with this image
+            self.prev += np.float32(1 - self.trail_decay) * image
+            return self.diff
         if self._diff.shape[1] > self.pixels:  # older differences move one block on (NumPy copies overlaps safely)
             self._diff[:, self.pixels:] = self._diff[:, :-self.pixels]
             self._diff[new_episode, self.pixels:] = 0
@@ -265,8 +286,9 @@ class Agent(nn.Module):
     """
 
     def __init__(self, inputs: int, hidden: int = 512, num_actions: int = 2, hidden_layers: int = 1,
-                 separate_critic: bool = False):
+                 separate_critic: bool = False, input_scale: float = 1.0):
         super().__init__()
+        self.input_scale = input_scale  # what one unit of the int8 input stands for
         self.w1, self.b1 = first_layer(inputs, hidden)
         self.deeper = deeper_layers(hidden, hidden_layers)  # empty at the seed's one layer: its checkpoints' keys
         self.separate_critic = separate_critic
@@ -280,17 +302,17 @@ class Agent(nn.Module):
         nn.init.orthogonal_(self.critic.weight, 1.0)
         nn.init.zeros_(self.critic.bias)
 
-    @staticmethod
-    def _bags(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _bags(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(pixel indices, bag offsets, pixel values) of a batch's non-zero pixels, for `F.embedding_bag`."""
         rows, cols = x.nonzero(as_tuple=True)  # row-major: each row's pixels are contiguous, as bags need
         counts = torch.bincount(rows, minlength=len(x))
-        return cols, counts.cumsum(0) - counts, x[rows, cols]
+        values = x[rows, cols].to(self.w1.dtype)
+        return cols, counts.cumsum(0) - counts, values if self.input_scale == 1 else values * self.input_scale
 
     @staticmethod
     def _layers(bags: tuple, w1: torch.Tensor, b1: torch.Tensor, deeper: nn.Module) -> torch.Tensor:
         cols, offsets, values = bags
-        h = F.embedding_bag(cols, w1, offsets, mode="sum", per_sample_weights=values.to(w1.dtype))
+        h = F.embedding_bag(cols, w1, offsets, mode="sum", per_sample_weights=values)
         return deeper(F.relu(h + b1))
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
@@ -323,7 +345,13 @@ def deeper_layers(hidden: int, hidden_layers: int) -> nn.Sequential:
 
 def make_agent(args: Args) -> Agent:
     return Agent(num_inputs(args.crop_bottom, args.num_differences, args.pool), args.hidden,
-                 hidden_layers=args.hidden_layers, separate_critic=args.separate_critic)
+                 hidden_layers=args.hidden_layers, separate_critic=args.separate_critic,
+                 input_scale=input_scale(args.trail_decay))
+
+
+def make_frames(args: Args, num_envs: int, background: tuple[int, int] = BACKGROUND_GRAY) -> DifferenceFrames:
+    """The policy's input maker for `num_envs` envs, as `args` trained it."""
+    return DifferenceFrames(num_envs, args.crop_bottom, background, args.num_differences, args.pool, args.trail_decay)
 
 
 def act(agent: Agent, x: torch.Tensor, deterministic: bool = False):
@@ -471,7 +499,7 @@ def train(args: Args, agent: Agent, optimizer: torch.optim.Optimizer, lr_schedul
     terminated, dones, played = (torch.zeros((T, N), dtype=torch.bool, device=device) for _ in range(3))
     envs = make_env(args.env_id, N, args.frameskip)
     screens, _ = envs.reset(seed=args.seed + global_step)  # a resume restarts the games, reseeded
-    frames = DifferenceFrames(N, args.crop_bottom, num_differences=args.num_differences, pool=args.pool)
+    frames = make_frames(args, N)
     x = frames(screens[:, 0], np.ones(N, bool)).to(device)
     prev_done = np.zeros(N, bool)
     while run.going(global_step):
@@ -549,6 +577,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     a["pool"] = (pool,) if isinstance(pool, int) else tuple(pool)
     a.setdefault("num_differences", len(ckpt["model"]["w1"]) // num_inputs(a["crop_bottom"], pool=a["pool"]))
     a.setdefault("hidden_layers", 1)  # written before the flag: one layer
+    a.setdefault("trail_decay", 0.0)  # written before the flag: the difference frame
     a.setdefault("separate_critic", False)  # written before the flag: one trunk
     if flag == "--resume" and "lr_schedule" not in ckpt:  # written before schedules were saved: its own total's
         ckpt["lr_schedule"] = asdict(lr_schedule_for(a["learning_rate"], a["total_timesteps"], a["anneal_lr"]))
@@ -582,7 +611,7 @@ def evaluate(agent: Agent, args: Args, sticky: float, episodes: int, seed: int, 
     quota = np.array([episodes // num_envs + (e < episodes % num_envs) for e in range(num_envs)])
     envs = make_env(args.env_id, num_envs, args.frameskip, sticky)
     screens, _ = envs.reset(seed=seed)
-    frames = DifferenceFrames(num_envs, args.crop_bottom, num_differences=args.num_differences, pool=args.pool)
+    frames = make_frames(args, num_envs)
     x = frames(screens[:, 0], np.ones(num_envs, bool))
     returns, ep_return, prev_done = [], np.zeros(num_envs), np.zeros(num_envs, bool)
     while (quota > 0).any():
@@ -609,7 +638,7 @@ def record_video(agent: Agent, args: Args, seed: int, device: torch.device, vide
     env = gym.make(args.env_id, render_mode="rgb_array", frameskip=args.frameskip)
     video_dir.mkdir(parents=True, exist_ok=True)
     screen, _ = env.reset(seed=seed)
-    frames = DifferenceFrames(1, args.crop_bottom, BACKGROUND_RED, args.num_differences, args.pool)
+    frames = make_frames(args, 1, BACKGROUND_RED)
     x = frames(screen[None, ..., 0], np.ones(1, bool))
     writer = cv2.VideoWriter(str(video_dir / "eval-episode-0.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15,
                              (screen.shape[1], screen.shape[0]))

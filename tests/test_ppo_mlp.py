@@ -141,6 +141,43 @@ def test_stacked_differences_put_the_newest_first_and_start_empty_each_episode()
     assert torch.equal(one(screens[1], np.zeros(2, bool)), second[:, :6400])  # the first block is the one-frame input
 
 
+@pytest.mark.parametrize("decay", [0.5, 0.8])
+def test_a_trail_is_the_image_minus_the_decaying_average_of_the_episodes_earlier_images(decay):
+    """Checked against the sum written out, not the recursion the class runs: x_t = I_t - sum_k (1-d) d^(k-1)
+    I_(t-k) over the episode's earlier images, to 1/127; a new episode forgets the old one's images."""
+    rng = np.random.default_rng(0)
+    binary = rng.random((8, 2, 80, 80)) < 0.01  # 8 steps, 2 envs
+    screens = np.full((8, 2, 210, 160), ppo.BACKGROUND_GRAY[0], np.uint8)
+    screens[:, :, 35:195:2, ::2][binary] = 236
+    new_episode = np.zeros((8, 2), bool)
+    new_episode[0], new_episode[5, 1] = True, True  # env 1 starts again at step 5
+    frames = ppo.DifferenceFrames(2, 195, trail_decay=decay)
+    images = binary.reshape(8, 2, 6400).astype(np.float64)
+    for t in range(8):
+        x = frames(screens[t], new_episode[t])
+        assert x.dtype == torch.int8 and frames.scale == ppo.input_scale(decay) == 1 / 127
+        for e in range(2):
+            start = max(s for s in range(t + 1) if new_episode[s, e])
+            expected = images[t, e] - sum((1 - decay) * decay ** (k - 1) * images[t - k, e] for k in range(1, t - start + 1))
+            np.testing.assert_allclose(x[e].numpy() / 127, expected, atol=0.5 / 127 + 1e-6)
+    assert ppo.input_scale(0.0) == 1.0
+
+
+def test_the_sparse_first_layer_reads_int8_trails_at_their_scale():
+    torch.manual_seed(0)
+    agent = ppo.Agent(6400, hidden=8, input_scale=1 / 127)
+    x = sparse_frames(4) * torch.randint(1, 128, (4, 6400), dtype=torch.int8)
+    torch.testing.assert_close(agent.hidden(x), torch.relu(x.float() / 127 @ agent.w1 + agent.b1),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_trail_decay_must_be_below_1_and_alone():
+    for bad in (ppo.Args(trail_decay=1.0), ppo.Args(trail_decay=-0.1), ppo.Args(trail_decay=0.5, num_differences=2)):
+        with pytest.raises(ppo.BadInput, match="--trail-decay"):
+            ppo.check_args(bad)
+    ppo.check_args(ppo.Args(trail_decay=0.5))
+
+
 # ---------------------------------------------------------------------------- model
 def test_a_second_hidden_layer_is_a_relu_layer_on_the_first():
     torch.manual_seed(0)
@@ -346,3 +383,16 @@ def test_a_run_of_another_shape_and_input_evaluates_and_resumes_only_as_it_was_m
     for flag, other in (("--hidden", "32"), ("--hidden-layers", "1"), ("--num-differences", "1")):
         resumed = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), flag, other, "--total-timesteps", "9000")
         assert_one_line_error(resumed, flag)
+
+
+def test_a_trail_run_evaluates_with_its_trails_and_resumes_only_with_them(tmp_path):
+    run_dir = tmp_path / "trail"
+    trained = run_script(ROOT / "ppo_mlp.py", *smoke_flags("ppo_mlp.py"), "--trail-decay", "0.5",
+                         "--run-dir", str(run_dir))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert torch.load(run_dir / "final_model.pt", weights_only=True)["args"]["trail_decay"] == 0.5
+    played = run_script(ROOT / "ppo_mlp.py", "--eval-checkpoint", str(run_dir), "--eval-episodes", "1",
+                        "--run-dir", str(tmp_path / "eval"))
+    assert played.returncode == 0, played.stderr[-3000:]
+    resumed = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), "--trail-decay", "0", "--total-timesteps", "9000")
+    assert_one_line_error(resumed, "--trail-decay")
