@@ -158,7 +158,8 @@ def test_a_trail_is_the_image_minus_the_decaying_average_of_the_episodes_earlier
         assert x.dtype == torch.int8 and frames.scale == ppo.input_scale(decay) == 1 / 127
         for e in range(2):
             start = max(s for s in range(t + 1) if new_episode[s, e])
-            expected = images[t, e] - sum((1 - decay) * decay ** (k - 1) * images[t - k, e] for k in range(1, t - start + 1))
+            earlier = sum((1 - decay) * decay ** (k - 1) * images[t - k, e] for k in range(1, t - start + 1))
+            expected = images[t, e] - earlier
             np.testing.assert_allclose(x[e].numpy() / 127, expected, atol=0.5 / 127 + 1e-6)
     assert ppo.input_scale(0.0) == 1.0
 
@@ -394,5 +395,6 @@ def test_a_trail_run_evaluates_with_its_trails_and_resumes_only_with_them(tmp_pa
     played = run_script(ROOT / "ppo_mlp.py", "--eval-checkpoint", str(run_dir), "--eval-episodes", "1",
                         "--run-dir", str(tmp_path / "eval"))
     assert played.returncode == 0, played.stderr[-3000:]
-    resumed = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), "--trail-decay", "0", "--total-timesteps", "9000")
+    resumed = run_script(ROOT / "ppo_mlp.py", "--resume", str(run_dir), "--trail-decay", "0",
+                         "--total-timesteps", "9000")
     assert_one_line_error(resumed, "--trail-decay")
