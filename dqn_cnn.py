@@ -32,7 +32,7 @@ every 4 agent steps at the seed's rate: `--batch-size 32 --train-frequency 4 --l
   stacks, the same samples. Under NextStep autoreset the step after an episode's end only resets that env: it is no
   agent step, and its transition is never sampled.
 Off by default, for probes (`benchmark/probes/`): `--double-q`, the Double DQN target (van Hasselt et al. 2016);
-`--dueling`, the dueling head (Wang et al. 2016).
+`--dueling`, the dueling head (Wang et al. 2016); `--adam-eps 1.5e-4`, Adam's epsilon in Rainbow and Dopamine.
 """
 
 from __future__ import annotations
@@ -115,6 +115,9 @@ class Args:
     """replay capacity in transitions (frames stored once each)"""
     learning_rate: float = 2e-4
     """Adam learning rate"""
+    adam_eps: float = 1e-8
+    """Adam's epsilon, added to the root of its second moment (1e-8: torch's and the seed's; 1.5e-4: Rainbow's and
+    Dopamine's, which damps the steps of weights whose gradients are small)"""
     gamma: float = 0.99
     """discount factor"""
     n_step: int = 3
@@ -148,6 +151,7 @@ def check_args(args: Args) -> None:
     need(args.num_envs > 0, "--num-envs", "at least 1", args.num_envs)
     need(0 <= args.eval_epsilon <= 1, "--eval-epsilon", "in [0, 1]", args.eval_epsilon)
     need(args.learning_rate > 0, "--learning-rate", "positive", args.learning_rate)
+    need(args.adam_eps > 0, "--adam-eps", "positive", args.adam_eps)
     need(0 < args.gamma <= 1, "--gamma", "in (0, 1]", args.gamma)
     need(args.n_step >= 1, "--n-step", "at least 1", args.n_step)
     need(0 < args.tau <= 1, "--tau", "in (0, 1]", args.tau)
@@ -491,6 +495,7 @@ def load_checkpoint(path: str, flag: str) -> tuple[dict, Path]:
     checked_checkpoint(ckpt, path, flag, weights_only=isinstance(ckpt, dict) and "optimizer" not in ckpt)
     ckpt["args"].setdefault("double_q", False)  # written before the flags: the Nature target and head, all there was
     ckpt["args"].setdefault("dueling", False)
+    ckpt["args"].setdefault("adam_eps", 1e-8)  # torch's default, all there was before the flag
     return ckpt, p
 
 
@@ -585,7 +590,7 @@ def main(args: Args) -> None:
     q_network = QNetwork(int(envs.single_action_space.n), args.dueling).to(device)
     target_network = QNetwork(q_network.num_actions, args.dueling).to(device)
     target_network.load_state_dict(q_network.state_dict())
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, eps=args.adam_eps)
     replay = FrameReplay(args.buffer_size, args.num_envs, args.n_step, args.gamma)
     # An old checkpoint without a saved epsilon schedule resumes the one its own total planned.
     planned = ckpt["args"]["total_timesteps"] if ckpt else args.total_timesteps
@@ -597,6 +602,8 @@ def main(args: Args) -> None:
         q_network.load_state_dict(ckpt["model"])
         target_network.load_state_dict(ckpt["target_model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # the saved ones would override a flag given beside --resume
+            group.update(lr=args.learning_rate, eps=args.adam_eps)
         replay.load_state_dict(ckpt["replay"])
         replay.cut_episodes()  # the emulators' state is not saved: the envs restart their games
         global_step, grad_steps = ckpt["global_step"], ckpt["grad_steps"]

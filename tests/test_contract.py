@@ -149,7 +149,7 @@ BAD_INPUT = {
     "dqn_cnn.py": [(["--learning-starts", "16", "--batch-size", "32"], "--learning-starts"),
                    (["--exploration-fraction", "1.5"], "--exploration-fraction"),
                    (["--batch-size", "100000"], "--batch-size"), (["--gamma", "1.5"], "--gamma"),
-                   (["--num-envs", "0"], "--num-envs")],
+                   (["--num-envs", "0"], "--num-envs"), (["--adam-eps", "0"], "--adam-eps")],
     "pg_numpy.py": [(["--batch-episodes", "0"], "--batch-episodes"), (["--learning-rate", "-1"], "--learning-rate"),
                     (["--gamma", "1.5"], "--gamma"), (["--hidden", "0"], "--hidden"),
                     (["--num-envs", "0"], "--num-envs"),

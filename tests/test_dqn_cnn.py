@@ -243,12 +243,13 @@ def test_without_bf16_arithmetic_the_step_runs_in_float32_with_one_line_saying_s
     assert len(out) == 1 and "no bfloat16 arithmetic" in out[0] and "--no-bf16" in out[0], out
 
 
-def test_a_checkpoint_from_before_the_double_q_and_dueling_flags_reads_as_the_nature_target_and_head(tmp_path):
-    args = {k: v for k, v in vars(dqn_cnn.Args()).items() if k not in ("double_q", "dueling")}
+def test_a_checkpoint_from_before_the_probe_flags_reads_as_the_nature_target_and_head_and_torchs_adam(tmp_path):
+    args = {k: v for k, v in vars(dqn_cnn.Args()).items() if k not in ("double_q", "dueling", "adam_eps")}
     state = dqn_cnn.QNetwork(6).state_dict()
     torch.save({"script": "dqn_cnn", "args": args, "num_actions": 6, "model": state}, tmp_path / "old.pt")
     ckpt, _ = dqn_cnn.load_checkpoint(str(tmp_path / "old.pt"), "--eval-checkpoint")
     assert ckpt["args"]["double_q"] is False and ckpt["args"]["dueling"] is False
+    assert ckpt["args"]["adam_eps"] == 1e-8
     q_network = dqn_cnn.saved_q_network(ckpt, torch.device("cpu"))
     assert not q_network.dueling and all(torch.equal(v, q_network.state_dict()[k]) for k, v in state.items())
 
@@ -329,3 +330,17 @@ def test_same_seed_gives_the_same_weights_after_the_first_updates(tmp_path):
         ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
         losses.append(torch.cat([p.flatten() for p in ckpt["model"].values()]))
     assert torch.equal(losses[0], losses[1])
+
+
+def test_adam_eps_reaches_the_optimizer_and_a_learning_rate_beside_resume_wins(tmp_path):
+    run_dir, flags = tmp_path / "run", ("--num-envs", "2", "--no-compile", "--eval-episodes", "1", "--no-cuda")
+    proc = run_script(ROOT / "dqn_cnn.py", "--total-timesteps", "1100", "--buffer-size", "2000", "--learning-starts",
+                      "1000", "--adam-eps", "1.5e-4", "--run-dir", str(run_dir), *flags)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)["optimizer"]
+    assert saved["state"] and saved["param_groups"][0]["eps"] == pytest.approx(1.5e-4)
+    proc = run_script(ROOT / "dqn_cnn.py", "--resume", str(run_dir), "--total-timesteps", "1300", "--learning-rate",
+                      "1e-4", *flags)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    group = torch.load(run_dir / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(1e-4) and group["eps"] == pytest.approx(1.5e-4)
