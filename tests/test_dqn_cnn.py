@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import dqn_cnn
-from conftest import ROOT, run_script
+from conftest import EVAL_FLAGS, ROOT, run_script, smoke_flags
 
 
 def fill_with_random_pong(replay: dqn_cnn.FrameReplay, steps: int, num_envs: int, seed: int = 0):
@@ -333,14 +333,14 @@ def test_same_seed_gives_the_same_weights_after_the_first_updates(tmp_path):
 
 
 def test_adam_eps_reaches_the_optimizer_and_a_learning_rate_beside_resume_wins(tmp_path):
-    run_dir, flags = tmp_path / "run", ("--num-envs", "2", "--no-compile", "--eval-episodes", "1", "--no-cuda")
-    proc = run_script(ROOT / "dqn_cnn.py", "--total-timesteps", "1100", "--buffer-size", "2000", "--learning-starts",
-                      "1000", "--adam-eps", "1.5e-4", "--run-dir", str(run_dir), *flags)
+    run_dir = tmp_path / "run"
+    proc = run_script(ROOT / "dqn_cnn.py", *smoke_flags("dqn_cnn.py"), "--adam-eps", "1.5e-4", "--run-dir",
+                      str(run_dir))
     assert proc.returncode == 0, proc.stderr[-2000:]
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)["optimizer"]
     assert saved["state"] and saved["param_groups"][0]["eps"] == pytest.approx(1.5e-4)
-    proc = run_script(ROOT / "dqn_cnn.py", "--resume", str(run_dir), "--total-timesteps", "1300", "--learning-rate",
-                      "1e-4", *flags)
+    proc = run_script(ROOT / "dqn_cnn.py", "--resume", str(run_dir), "--total-timesteps", "2600", "--learning-rate",
+                      "1e-4", *EVAL_FLAGS)
     assert proc.returncode == 0, proc.stderr[-2000:]
     group = torch.load(run_dir / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"][0]
     assert group["lr"] == pytest.approx(1e-4) and group["eps"] == pytest.approx(1.5e-4)
