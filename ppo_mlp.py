@@ -22,7 +22,7 @@ Where it departs from the seed (the seed's run is roughly `--env-id PongNoFrames
 - a value head and GAE (`--advantages point-returns` is the seed's estimator): updates every rollout of
   `--num-envs` x `--num-steps` steps instead of every 10 whole games, with lower variance;
 - CleanRL's Atari PPO settings otherwise (8 envs x 128 steps, Adam 2.5e-4 annealed to 0, entropy 0.01, value
-  clipping, grad norm 0.5), but 4 epochs of one minibatch, as the seed, not CleanRL's 4 (`--num-minibatches 4`):
+  clipping, grad norm 0.5, 4 epochs), but one minibatch per epoch, as the seed, not CleanRL's 4 (`--num-minibatches 4`):
   fewer, larger gradient steps that learned Pong as well per step (`benchmark/probes/ppo_mlp_sticky/`);
 - `--frameskip 4` (the seed played every frame) and Karpathy's 80x80 crop (`--crop-bottom 185`: the seed's
   75x80, which cuts off the court's bottom rows);

@@ -10,7 +10,7 @@ script beside published Pong curves on one protocol; those come from `benchmark/
 
 Runs recorded by `benchmark/seeds.py --record` (`<label>_seed<N>`) also get a table per script and setting: each
 seed's steps and wall time to each level of its curve, its final mean-100 and own evaluation, and the median, min
-and max seed (one that never reached a level counting as slower than any that did).
+and max seed by agent steps (one that never reached a level counting as slower than any that did).
 
 A run record is `benchmark/results/<name>/`: the run's progress.csv, eval.json, args.json,
 commands.txt and a meta.json (hardware, date, note) that `--collect` writes. `--collect` also copies the
@@ -467,17 +467,19 @@ def own_eval(dest: Path) -> str:
 
 
 def over_seeds(reached: list[tuple[int, float] | None], stat: str) -> str:
-    """The seed at the median, min or max wall time to a level (its steps beside it; the slower middle one for an even
-    count). A seed that never reached the level counts as slower than any that did: the median is reached only when
-    more than half of the seeds got there."""
+    """The seed at the median, min or max agent steps to a level (its wall time beside it; the slower middle one for
+    an even count). Ranked by steps, the anchors' measure: hours depend on what else shared the machine. A seed that
+    never reached the level counts as slower than any that did: the median is reached only when more than half of the
+    seeds got there."""
     r = ranked_seed(reached, stat)
     hits = sum(1 for x in reached if x)
     return (f"{r[0]:,} steps, {hours(r[1])}" if r else "not reached") + f" ({hits}/{len(reached)} reached)"
 
 
 def ranked_seed(reached: list[tuple[int, float] | None], stat: str) -> tuple[int, float] | None:
-    """(steps, wall seconds) of the seed at the median, min or max wall time to a level, as `over_seeds` ranks them."""
-    hits = sorted((r for r in reached if r), key=lambda r: r[1])
+    """(steps, wall seconds) of the seed at the median, min or max agent steps to a level, as `over_seeds` ranks
+    them."""
+    hits = sorted((r for r in reached if r), key=lambda r: r[0])
     ranked = hits + [None] * (len(reached) - len(hits))
     return {"min": ranked[0], "max": ranked[-1], "median": ranked[len(ranked) // 2]}[stat]
 

@@ -293,26 +293,28 @@ def dqn_gradient_steps(repeats: int = 40) -> dict:
 
 
 def dqn_memory_layout(repeats: int = 40) -> dict:
-    """Milliseconds per gradient step of dqn_cnn.py, batch 128, float32, eager and compiled, with the weights and
-    frames in torch's default layout (NCHW) and in channels_last (NHWC, oneDNN's own layout for CPU convolutions)."""
+    """Milliseconds per gradient step of dqn_cnn.py, batch 128, eager and compiled, in float32 and bf16 (where the
+    CPU has bf16 arithmetic), with the weights and frames in torch's default layout (NCHW) and in channels_last
+    (NHWC, oneDNN's own layout for CPU convolutions)."""
     import torch
 
     sys.path.insert(0, str(ROOT))
     import dqn_cnn
 
-    torch.manual_seed(0)
+    precisions = [False, True] if dqn_cnn.bf16_arithmetic(torch.device("cpu")) else [False]
     ms = {}
     for layout, memory_format in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        torch.manual_seed(0)
         q, target = (dqn_cnn.QNetwork(6).to(memory_format=memory_format) for _ in range(2))
         optimizer = torch.optim.Adam(q.parameters(), lr=1e-4)
         batch = random_dqn_batch(torch, 128, memory_format)
-        for compile_step in (False, True):
-            torch._dynamo.reset()
-            step = torch.compile(dqn_cnn.gradient_step) if compile_step else dqn_cnn.gradient_step
-            ms[f"{'compiled' if compile_step else 'eager'}_{layout}"] = timed(
-                lambda: step(q, target, optimizer, *batch), repeats)
-    return {"ms_per_gradient_step": ms, "setting": "batch 128, float32, each compiled case compiled anew, "
-                                                   "default threads"}
+        for bf16 in precisions:
+            for compile_step in (False, True):
+                torch._dynamo.reset()
+                step = torch.compile(dqn_cnn.gradient_step) if compile_step else dqn_cnn.gradient_step
+                ms[f"{'compiled' if compile_step else 'eager'}_{'bf16' if bf16 else 'float32'}_{layout}"] = timed(
+                    lambda: step(q, target, optimizer, *batch, bf16=bf16), repeats)
+    return {"ms_per_gradient_step": ms, "setting": "batch 128, each compiled case compiled anew, default threads"}
 
 
 def ppo_mlp_breakdown(rollouts: int = 20) -> dict:

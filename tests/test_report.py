@@ -105,6 +105,14 @@ def test_the_median_seed_is_not_reached_when_most_seeds_never_got_there():
     assert report.over_seeds([(3000, 300.0), (1000, 60.0), (2000, 120.0)], "median") == "2,000 steps, 2 min (3/3 reached)"
 
 
+def test_seeds_are_ranked_by_agent_steps_not_by_wall_time():
+    # seed b took fewer steps but more hours (a loaded machine): the anchors' measure is steps
+    reached = [(1000, 600.0), (2000, 300.0), (3000, 900.0)]
+    assert report.over_seeds(reached, "min") == "1,000 steps, 10 min (3/3 reached)"
+    assert report.over_seeds(reached, "median") == "2,000 steps, 5 min (3/3 reached)"
+    assert report.over_seeds([(980, 4800.0), None, (997, 4250.0)], "median") == "997 steps, 1.18 h (2/3 reached)"
+
+
 def test_the_median_of_an_even_count_is_the_slower_middle_seed():
     assert report.over_seeds([(1000, 60.0), None], "median") == "not reached (1/2 reached)"
     assert report.over_seeds([(1000, 60.0), (2000, 120.0)], "median") == "2,000 steps, 2 min (2/2 reached)"
