@@ -268,6 +268,16 @@ def random_dqn_batch(torch, batch_size: int, memory_format=None) -> tuple:
     return frames[0], torch.randint(0, 6, (batch_size,)), torch.randn(batch_size), torch.rand(batch_size), frames[1]
 
 
+def dqn_precisions() -> list[bool]:
+    """The `bf16` settings of dqn_cnn.gradient_step worth timing on this CPU: float32, and bf16 where it computes in
+    bf16 (elsewhere autocast only emulates it). Callers have put the repository on sys.path."""
+    import torch
+
+    import dqn_cnn
+
+    return [False, True] if dqn_cnn.bf16_arithmetic(torch.device("cpu")) else [False]
+
+
 def dqn_gradient_steps(repeats: int = 40) -> dict:
     """Milliseconds per compiled gradient step of dqn_cnn.py for batches of 32 and 128, in float32 and bf16 (where
     the CPU has bf16 arithmetic): what a batch of 128 every 16 agent steps saves over 32 every 4."""
@@ -279,7 +289,7 @@ def dqn_gradient_steps(repeats: int = 40) -> dict:
     torch.manual_seed(0)
     q, target = dqn_cnn.QNetwork(6), dqn_cnn.QNetwork(6)
     optimizer = torch.optim.Adam(q.parameters(), lr=1e-4)
-    precisions = [False, True] if dqn_cnn.bf16_arithmetic(torch.device("cpu")) else [False]
+    precisions = dqn_precisions()
     ms = {}
     for batch_size in (32, 128):
         batch = random_dqn_batch(torch, batch_size)
@@ -301,7 +311,7 @@ def dqn_memory_layout(repeats: int = 40) -> dict:
     sys.path.insert(0, str(ROOT))
     import dqn_cnn
 
-    precisions = [False, True] if dqn_cnn.bf16_arithmetic(torch.device("cpu")) else [False]
+    precisions = dqn_precisions()
     ms = {}
     for layout, memory_format in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
         torch.manual_seed(0)

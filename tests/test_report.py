@@ -106,7 +106,7 @@ def test_the_median_seed_is_not_reached_when_most_seeds_never_got_there():
 
 
 def test_seeds_are_ranked_by_agent_steps_not_by_wall_time():
-    # seed b took fewer steps but more hours (a loaded machine): the anchors' measure is steps
+    # the first seed took fewer steps than the second but more hours (a loaded machine): rank by steps
     reached = [(1000, 600.0), (2000, 300.0), (3000, 900.0)]
     assert report.over_seeds(reached, "min") == "1,000 steps, 10 min (3/3 reached)"
     assert report.over_seeds(reached, "median") == "2,000 steps, 5 min (3/3 reached)"
