@@ -22,6 +22,8 @@ every 4 agent steps at the seed's rate: `--batch-size 32 --train-frequency 4 --l
   quarter of the gradient steps. On 2 CPU cores one batch of 128 costs far less than four of 32 (small batches leave
   the cores idle), and the gradient step is most of the time; the learning rate grows with the square root of the
   batch, a common rule for Adam;
+- `--total-timesteps 2000000`: a fixed budget of agent steps, so that seeds compare at equal steps; the seed stops
+  at a mean-100 of 19 (`--target-return 19` stops there too);
 - `--num-envs 8`: one forward pass picks 8 actions, and ale-py steps the 8 games in C++ threads;
 - `--n-step 3`: 3-step returns carry Pong's sparse reward back 3x faster per update (Lapan ch. 8); 1 is Nature's;
 - `--buffer-size 50000`: 5x the seed's 10k, nearer Nature's 1M; stored once, its frames take 350 MB;
@@ -75,7 +77,7 @@ class Args:
     """one seed drives Python, NumPy, torch and the environments"""
     env_id: str = "ALE/Pong-v5"
     """a Gymnasium id registered by ale-py (the seed's: PongNoFrameskip-v4, no sticky actions)"""
-    total_timesteps: int = 1_500_000
+    total_timesteps: int = 2_000_000
     """agent steps (environment steps after frame skip, summed over envs) to train for"""
     cuda: bool = True
     """use CUDA when present"""
