@@ -1,14 +1,14 @@
 """Does a `dqn_cnn.py` Q-network still see the screen? Its units that fire, and how much its values vary, on states
 from a replay.
 
-Usage: `python benchmark/dqn_units.py CHECKPOINT [...] [--states CHECKPOINT] [--samples 2048] [--json OUT]`
+Usage: `python benchmark/dqn_units.py [LABEL=]CHECKPOINT [...] [--states CHECKPOINT] [--samples 2048] [--json OUT]`
 
-Each CHECKPOINT is a `checkpoint.pt` (with its replay) or a `final_model.pt`; the states are `--samples` stacks
-drawn from the replay of `--states` (default: each checkpoint's own). Per ReLU layer it prints the share of units
-(conv channels, linear units) that fire on none of the states, dead, and the share of unit-state pairs that fire;
-then the spread of each action's value across the states and the share of states where each action is greedy.
-A network whose first layer is dead outputs the same values for every screen: it is blind, and its greedy action
-is one action everywhere (a seed that never leaves -21, `probes/dqn_cnn_start/`).
+Each CHECKPOINT is a `checkpoint.pt` (with its replay) or a `final_model.pt`, reported under LABEL (default: its path);
+the states are `--samples` stacks drawn from the replay of `--states` (default: each checkpoint's own). Per ReLU layer
+it prints the share of units (conv channels, linear units) that fire on none of the states, dead, and the share of
+unit-state pairs that fire; then the spread of each action's value across the states and the share of states where each
+action is greedy. A network whose first layer is dead outputs the same values for every screen: it is blind, and its
+greedy action is one action everywhere (a seed that never leaves -21, `probes/dqn_cnn_start/`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def report(q_network: dqn_cnn.QNetwork, states: torch.Tensor) -> dict:
         q_values = q_network(states)
         activity = unit_activity(layers, x)
     greedy = np.bincount(q_values.argmax(1).numpy(), minlength=q_network.num_actions) / len(states)
-    return {"relu_dead_share": [round(d, 4) for d, _ in activity], "relu_firing_share": [round(f, 4) for _, f in activity],
+    return {"relu_dead_share": [round(d, 4) for d, _ in activity],
+            "relu_firing_share": [round(f, 4) for _, f in activity],
             "q_mean": round(float(q_values.mean()), 4), "q_std_across_states": round(float(q_values.std(0).mean()), 4),
             "greedy_share": [round(float(g), 4) for g in greedy]}
 
@@ -72,13 +73,15 @@ def main() -> None:
     torch.set_num_threads(1)
     shared = replay_states(args.states, args.samples) if args.states else None
     reports = {}
-    for path in args.checkpoints:
+    for named in args.checkpoints:
+        label, _, path = named.rpartition("=")
         ckpt, _ = dqn_cnn.load_checkpoint(path, "checkpoint")
         states = shared if shared is not None else replay_states(path, args.samples)
-        reports[path] = r = report(dqn_cnn.saved_q_network(ckpt, torch.device("cpu")).eval(), states)
-        step = ckpt.get("global_step", "final")
-        print(f"{path} (step {step}): dead {r['relu_dead_share']}, firing {r['relu_firing_share']}, "
-              f"Q {r['q_mean']:+.3f} +- {r['q_std_across_states']:.3f} across states, greedy {r['greedy_share']}")
+        r = report(dqn_cnn.saved_q_network(ckpt, torch.device("cpu")).eval(), states)
+        reports[label or path] = r = {"global_step": ckpt.get("global_step"), **r}
+        print(f"{label or path} (step {r['global_step']}): dead {r['relu_dead_share']}, "
+              f"firing {r['relu_firing_share']}, Q {r['q_mean']:+.3f} +- {r['q_std_across_states']:.3f} across states, "
+              f"greedy {r['greedy_share']}")
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=1) + "\n")
 
