@@ -26,25 +26,28 @@ sys.path.insert(0, str(ROOT))
 import dqn_cnn  # noqa: E402
 
 
-def unit_activity(layers: torch.nn.Sequential, x: torch.Tensor) -> list[tuple[float, float]]:
-    """(dead share, firing share) after each ReLU of `layers` on the batch x: a unit (a channel of a conv layer) is
-    dead when it fires at no position of any state."""
+def unit_activity(network: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+    """network(x), and (dead share, firing share) after each of its ReLUs in the order they ran: a unit (a channel of
+    a conv layer) is dead when it fires at no position of any state. One pass, read by hooks."""
     stats = []
-    for layer in layers:
-        x = layer(x)
-        if isinstance(layer, torch.nn.ReLU):
-            per_unit = x.transpose(0, 1).reshape(x.shape[1], -1)  # unit x (state, position)
-            stats.append((float((per_unit.amax(1) <= 0).float().mean()), float((per_unit > 0).float().mean())))
-    return stats
+
+    def record(_module, _inputs, out: torch.Tensor) -> None:
+        per_unit = out.transpose(0, 1).reshape(out.shape[1], -1)  # unit x (state, position)
+        stats.append((float((per_unit.amax(1) <= 0).float().mean()), float((per_unit > 0).float().mean())))
+
+    hooks = [m.register_forward_hook(record) for m in network.modules() if isinstance(m, torch.nn.ReLU)]
+    try:
+        with torch.no_grad():
+            out = network(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return out, stats
 
 
 def report(q_network: dqn_cnn.QNetwork, states: torch.Tensor) -> dict:
     """The activity of each ReLU layer, the values' spread across states and the greedy actions' shares."""
-    with torch.no_grad():
-        x = states.float() / 255.0
-        layers = q_network.net if not q_network.dueling else torch.nn.Sequential(*q_network.net, *q_network.value[:-1])
-        q_values = q_network(states)
-        activity = unit_activity(layers, x)
+    q_values, activity = unit_activity(q_network, states)
     greedy = np.bincount(q_values.argmax(1).numpy(), minlength=q_network.num_actions) / len(states)
     return {"relu_dead_share": [round(d, 4) for d, _ in activity],
             "relu_firing_share": [round(f, 4) for _, f in activity],
@@ -52,11 +55,10 @@ def report(q_network: dqn_cnn.QNetwork, states: torch.Tensor) -> dict:
             "greedy_share": [round(float(g), 4) for g in greedy]}
 
 
-def replay_states(path: str, samples: int) -> torch.Tensor:
-    """`samples` stacked observations drawn (seed 0) from the replay a `checkpoint.pt` holds."""
-    ckpt, _ = dqn_cnn.load_checkpoint(path, "--states")
+def replay_states(ckpt: dict, path: str, samples: int) -> torch.Tensor:
+    """`samples` stacked observations drawn (seed 0) from the replay a loaded `checkpoint.pt` holds."""
     if "replay" not in ckpt:
-        sys.exit(f"--states: {path} holds no replay (a final_model.pt?); name a checkpoint.pt")
+        sys.exit(f"{path} holds no replay (a final_model.pt?): name a checkpoint.pt, or give --states one")
     a = ckpt["args"]
     replay = dqn_cnn.FrameReplay(a["buffer_size"], a["num_envs"], a["n_step"], a["gamma"])
     replay.load_state_dict(ckpt["replay"])
@@ -71,12 +73,13 @@ def main() -> None:
     parser.add_argument("--json", help="write the reports here, keyed by checkpoint")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    shared = replay_states(args.states, args.samples) if args.states else None
+    shared = replay_states(dqn_cnn.load_checkpoint(args.states, "--states")[0], args.states, args.samples) \
+        if args.states else None
     reports = {}
     for named in args.checkpoints:
         label, _, path = named.rpartition("=")
         ckpt, _ = dqn_cnn.load_checkpoint(path, "checkpoint")
-        states = shared if shared is not None else replay_states(path, args.samples)
+        states = shared if shared is not None else replay_states(ckpt, path, args.samples)
         r = report(dqn_cnn.saved_q_network(ckpt, torch.device("cpu")).eval(), states)
         reports[label or path] = r = {"global_step": ckpt.get("global_step"), **r}
         print(f"{label or path} (step {r['global_step']}): dead {r['relu_dead_share']}, "

@@ -33,11 +33,14 @@ def test_a_dead_first_layer_makes_the_network_blind_with_one_greedy_action():
 
 def test_a_fresh_network_fires_in_every_layer_and_its_values_follow_the_screen():
     torch.manual_seed(0)
-    r = dqn_units.report(QNetwork(6), screens())
+    q_network = QNetwork(6)
+    r = dqn_units.report(q_network, screens())
     assert len(r["relu_dead_share"]) == 4  # three convolutions and the 512-unit layer
     assert all(d < 0.5 for d in r["relu_dead_share"]) and all(f > 0.05 for f in r["relu_firing_share"])
     assert r["q_std_across_states"] > 1e-4
     assert sum(r["greedy_share"]) == pytest.approx(1.0)
+    with torch.no_grad():  # the values are the network's own forward pass, its input scaling included
+        assert r["q_mean"] == pytest.approx(float(q_network(screens()).mean()), abs=1e-4)
 
 
 def test_unit_activity_counts_a_channel_dead_only_where_it_fires_nowhere():
@@ -47,4 +50,6 @@ def test_unit_activity_counts_a_channel_dead_only_where_it_fires_nowhere():
         layers[0].bias.zero_()
     x = torch.zeros(2, 1, 2, 2)
     x[1, 0, 0, 0] = 1.0  # one lit position in one state: channel 0 fires there once, channel 1 never
-    assert dqn_units.unit_activity(layers, x) == [(0.5, pytest.approx(1 / 16))]
+    out, stats = dqn_units.unit_activity(layers, x)
+    assert stats == [(0.5, pytest.approx(1 / 16))]
+    assert torch.equal(out, layers(x))
